@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ExportsAppConfig(AppConfig):
+    name = "exports_app"
+    verbose_name = "Signal exports"

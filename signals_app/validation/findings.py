@@ -1,0 +1,127 @@
+"""What the validator reports: one `Issue` per problem in a signal, located in the file as a
+`Finding`, and a `Summary` of a whole file.
+
+Severities mirror what Connect does with the signal (SPEC §4): an *error* means Connect
+would discard the whole signal, a *warning* means the signal goes through but something
+is lost.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+Severity = Literal["error", "warning"]
+ERROR: Severity = "error"
+WARNING: Severity = "warning"
+
+
+class Code(StrEnum):
+    """Finding codes. The first eight are SPEC §5's; the others are documented here."""
+
+    REQUIRED = "required"  # a required field is missing, null, empty or blank
+    TYPE = "type"  # the JSON type is wrong (a string where a number belongs, ...)
+    ENUM = "enum"  # not one of the allowed values (enumerations, ISO 4217, signal types)
+    FORMAT = "format"  # right type, wrong shape (e-mail, E.164, date-time, ...)
+    MAX_LENGTH = "max_length"  # longer than the vendor allows
+    NOT_IN_SUBSCRIPTION = "not_in_subscription"  # the key's tier does not take this type
+    UNKNOWN_FIELD = "unknown_field"  # Connect ignores the field
+    AMBIGUOUS = "ambiguous"  # more than one identifiable attribute
+    SYNTAX = "syntax"  # documented addition: the record itself is not valid JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One problem in one signal. `path` is relative to the envelope (SPEC §5)."""
+
+    path: str
+    severity: Severity
+    code: Code
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """An issue located in a file: `signal` counts from 0, `line` from 1 (NDJSON, CSV)."""
+
+    signal: int
+    line: int | None
+    path: str
+    severity: Severity
+    code: str
+    message: str
+
+    @classmethod
+    def at(cls, signal: int, line: int | None, issue: Issue) -> Finding:
+        return cls(signal, line, issue.path, issue.severity, str(issue.code), issue.message)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"signal": self.signal}
+        if self.line is not None:
+            data["line"] = self.line
+        data.update(path=self.path, severity=self.severity, code=self.code, message=self.message)
+        return data
+
+
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def path_pattern(path: str) -> str:
+    """`signalContent.orderedItems[3].unitPrice` -> `signalContent.orderedItems[].unitPrice`,
+    so problems are counted per field, whatever the position in an array."""
+    return _INDEX.sub("[]", path)
+
+
+@dataclass
+class Summary:
+    """Totals for one file, plus counts per field and code for the report."""
+
+    signals: int = 0
+    valid: int = 0
+    rejected: int = 0
+    errors: int = 0
+    warnings: int = 0
+    # Signals whose only identifiable attribute is a contactKey: Connect discards them
+    # when no such contact exists, which the preview says once (SPEC §2).
+    contact_key_only: int = 0
+    by_field: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+
+    def add(self, issues: list[Issue], *, contact_key_only: bool = False) -> None:
+        """Count one signal and its issues."""
+        self.signals += 1
+        rejected = False
+        for issue in issues:
+            if issue.severity == ERROR:
+                self.errors += 1
+                rejected = True
+            else:
+                self.warnings += 1
+            self.by_field[(path_pattern(issue.path), str(issue.code), issue.severity)] += 1
+        if rejected:
+            self.rejected += 1
+        else:
+            self.valid += 1
+        if contact_key_only:
+            self.contact_key_only += 1
+
+    def merge(self, other: Summary) -> None:
+        self.signals += other.signals
+        self.valid += other.valid
+        self.rejected += other.rejected
+        self.errors += other.errors
+        self.warnings += other.warnings
+        self.contact_key_only += other.contact_key_only
+        self.by_field.update(other.by_field)
+
+    def as_dict(self) -> dict[str, int]:
+        """The summary line of the report contract (SPEC §5)."""
+        return {
+            "signals": self.signals,
+            "valid": self.valid,
+            "rejected": self.rejected,
+            "errors": self.errors,
+            "warnings": self.warnings,
+        }
