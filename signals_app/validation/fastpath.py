@@ -1,0 +1,278 @@
+"""The fast path: a typed msgspec decode that recognises *clean* signals (no finding at
+all) in one pass of C code, built from the same table as the rule engine.
+
+It only ever answers "clean" or "not sure": anything it does not accept goes to the full
+engine, which produces the findings. So the fast path can never change a report, only
+speed it up, provided it accepts nothing the engine would flag. Every constraint below
+is therefore at least as strict as the engine's, and the values the engine judges with a
+library (e-mail, phone, catalog dates, identifierValue) are re-checked after the decode
+with the engine's own functions. tests/test_fastpath.py checks the agreement with
+generated records.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import cache
+from typing import Annotated, Any, Literal, cast
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from signals_app.validation.schema import (
+    CUSTOM_ATTRIBUTE_FIELDS,
+    ITEM_FIELDS,
+    SIGNAL_TYPES,
+    Field,
+    Kind,
+    Tier,
+    types_for_tier,
+)
+from signals_app.validation.values import (
+    CURRENCY_CODES,
+    TzDateTime,
+    catalog_datetime_problem,
+    email_problem,
+    phone_problem,
+)
+
+# A clean signal: (its type, whether a contactKey is its only identifiable attribute).
+Clean = tuple[str, bool]
+
+_FINITE = Meta(ge=-sys.float_info.max, le=sys.float_info.max)
+# Non-empty is checked in C; "not blank" (all whitespace) after the decode with
+# str.isspace, the engine's own test, because a regex pattern here costs half the speed.
+_NonBlank = Annotated[str, Meta(min_length=1)]
+
+
+_IDENTITY_PROBLEM: dict[str, Callable[[str], object]] = {
+    "contactKey": str.isspace,
+    "email": email_problem,
+    "sms": phone_problem,
+    "whatsapp": phone_problem,
+}
+
+
+def _variants(choices: tuple[str, ...]) -> tuple[str, ...]:
+    """Spellings of an enumeration the fast path accepts; the engine accepts any case, so
+    rarer spellings simply take the slower road."""
+    spellings: set[str] = set()
+    for choice in choices:
+        spellings.update({choice, choice.lower(), choice.upper(), choice.capitalize()})
+    return tuple(sorted(spellings))
+
+
+def _value_type(field: Field) -> Any:
+    kind = field.kind
+    if kind is Kind.STRING:
+        if field.max_length is not None:
+            return Annotated[str, Meta(max_length=field.max_length)]
+        return _NonBlank if field.required else str
+    if kind is Kind.NUMBER:
+        return Annotated[float, _FINITE]
+    if kind is Kind.INTEGER:
+        return int
+    if kind is Kind.BOOLEAN:
+        return bool
+    if kind is Kind.CURRENCY:
+        return Literal[tuple(sorted(CURRENCY_CODES))]
+    if kind is Kind.ENUM:
+        return Literal[_variants(field.choices)]
+    if kind is Kind.DATETIME:
+        return TzDateTime
+    if kind in (Kind.CATALOG_DATETIME, Kind.EMAIL, Kind.PHONE):
+        return str  # re-checked after the decode
+    if kind is Kind.STRING_LIST:
+        return list[str]
+    if kind is Kind.ITEMS:
+        return list[_ITEM]  # type: ignore[valid-type]
+    if kind is Kind.CUSTOM_ATTRIBUTES:
+        return list[_CUSTOM_ATTRIBUTE]  # type: ignore[valid-type]
+    raise AssertionError(f"no fast type for {kind}")
+
+
+def _struct(name: str, fields: Any, **options: Any) -> type[Struct]:
+    members: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for field_name, field in fields.items():
+        value_type = _value_type(field)
+        if field.required:
+            members.append((field_name, value_type))
+        else:
+            members.append((field_name, value_type | UnsetType, UNSET))
+    return msgspec.defstruct(name, members, forbid_unknown_fields=True, kw_only=True, **options)
+
+
+_ELEMENT_FIELDS = {Kind.ITEMS: ITEM_FIELDS, Kind.CUSTOM_ATTRIBUTES: CUSTOM_ATTRIBUTE_FIELDS}
+
+Unfit = Callable[[Any], bool]  # True when a decoded object is not clean after all
+
+
+def _required_strings(fields: Any) -> list[str]:
+    return [f for f, spec in fields.items() if spec.required and spec.kind is Kind.STRING]
+
+
+def _content_unfit(signal_type: str) -> Unfit | None:
+    """What a typed decode of one signal type cannot say: blank required strings (also in
+    items and custom attributes; str.isspace, the engine's own test), catalog dates, an
+    identification's identifierValue.
+
+    The check is generated as one plain function per type, the way dataclasses generates
+    __init__: a msgspec regex constraint or a __post_init__ hook costs a Python call per
+    value or object during the decode, and a chain of small closures per signal costs
+    nearly as much as the decode itself. For pageView the source is:
+
+        def unfit(c):
+            if c.url.isspace(): return True
+            if c.signalCustomAttributes is not UNSET:
+                for e in c.signalCustomAttributes:
+                    if e.name.isspace() or e.value.isspace(): return True
+            return False
+    """
+    fields = SIGNAL_TYPES[signal_type].fields
+    body: list[str] = []
+    own = _required_strings(fields)
+    if own:
+        body.append(f"    if {' or '.join(f'c.{n}.isspace()' for n in own)}: return True")
+    for name, spec in fields.items():
+        if spec.kind in _ELEMENT_FIELDS:
+            inner = _required_strings(_ELEMENT_FIELDS[spec.kind])
+            body += [
+                f"    if c.{name} is not UNSET:",
+                f"        for e in c.{name}:",
+                f"            if {' or '.join(f'e.{n}.isspace()' for n in inner)}: return True",
+            ]
+        elif spec.kind is Kind.CATALOG_DATETIME:
+            body.append(
+                f"    if c.{name} is not UNSET and catalog_datetime_problem(c.{name}): return True"
+            )
+    if signal_type == "identification":
+        body.append("    if identifier_value_unfit(c): return True")
+    if not body:
+        return None
+    source = "def unfit(c):\n" + "\n".join(body) + "\n    return False\n"
+    namespace: dict[str, Any] = {
+        "UNSET": UNSET,
+        "catalog_datetime_problem": catalog_datetime_problem,
+        "identifier_value_unfit": _identifier_value_unfit,
+    }
+    exec(compile(source, f"<fast path check for {signal_type}>", "exec"), namespace)
+    return cast(Unfit, namespace["unfit"])
+
+
+def _identifier_value_unfit(content: Any) -> bool:
+    name = content.identifierName.lower()
+    if name == "email":
+        return email_problem(content.identifierValue) is not None
+    if name == "sms":
+        return phone_problem(content.identifierValue) is not None
+    return False
+
+
+_CUSTOM_ATTRIBUTE = _struct("CustomAttribute", CUSTOM_ATTRIBUTE_FIELDS)
+_ITEM = _struct("Item", ITEM_FIELDS)
+
+
+# identifiableAttributes as a dict: a clean signal has exactly one entry, so one length
+# test and one look-up replace four optional attributes.
+_Identities = dict[Literal["contactKey", "email", "sms", "whatsapp"], _NonBlank]
+
+
+_CONTENT_STRUCTS: dict[str, type[Struct]] = {
+    name: _struct(f"Content_{name}", spec.fields, tag_field="signalType", tag=name)
+    for name, spec in SIGNAL_TYPES.items()
+}
+
+
+# Per decoded content type: its signal type and what to check after the decode.
+_CONTENT_PLANS: dict[type, tuple[str, Unfit | None]] = {
+    struct: (name, _content_unfit(name)) for name, struct in _CONTENT_STRUCTS.items()
+}
+
+
+@cache
+def _decoders(tier: Tier) -> tuple[Any, Any, Any, Any]:
+    """JSON decoders and converter types for envelopes and wrappers of one tier."""
+    allowed = tuple(_CONTENT_STRUCTS[name] for name in sorted(types_for_tier(tier)))
+    content: Any = allowed[0] if len(allowed) == 1 else _union(allowed)
+    envelope = msgspec.defstruct(
+        f"Envelope_{tier}",
+        [
+            ("identifiableAttributes", _Identities),
+            ("signalContent", content),
+            ("appKey", _NonBlank | UnsetType, UNSET),
+            ("sessionId", str | UnsetType, UNSET),
+            ("test", bool | UnsetType, UNSET),
+        ],
+        forbid_unknown_fields=True,
+    )
+    wrapper = msgspec.defstruct(
+        f"Wrapper_{tier}", [("signal", envelope)], forbid_unknown_fields=True
+    )
+    return (
+        msgspec.json.Decoder(envelope),
+        msgspec.json.Decoder(wrapper),
+        envelope,
+        wrapper,
+    )
+
+
+def _union(members: tuple[type[Struct], ...]) -> Any:
+    union: Any = members[0]
+    for member in members[1:]:
+        union = union | member
+    return union
+
+
+class FastPath:
+    """Recognises clean signals for one tier and default app key."""
+
+    def __init__(self, *, tier: Tier, default_app_key: str | None) -> None:
+        self._envelope_decoder, self._wrapper_decoder, self._envelope, self._wrapper = _decoders(
+            tier
+        )
+        self._default_app_key = bool(default_app_key)
+        self.prefer_wrapper = False
+
+    def check_json(self, raw: bytes) -> Clean | None:
+        """A clean signal's verdict, or None when the engine must judge the record."""
+        try:
+            if self.prefer_wrapper:
+                envelope = self._wrapper_decoder.decode(raw).signal
+            else:
+                envelope = self._envelope_decoder.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        return self._post_check(envelope)
+
+    def check_value(self, value: Any) -> Clean | None:
+        """The same for a record already read into Python objects (JSON arrays, CSV)."""
+        try:
+            if self.prefer_wrapper:
+                envelope = msgspec.convert(value, self._wrapper).signal
+            else:
+                envelope = msgspec.convert(value, self._envelope)
+        except msgspec.ValidationError:
+            return None
+        return self._post_check(envelope)
+
+    def _post_check(self, envelope: Any) -> Clean | None:
+        """What depends on the run (the default app key) or on several members: exactly one
+        identifiable attribute, checked by library (e-mail, phone)."""
+        app_key = envelope.appKey
+        if app_key is UNSET:
+            if not self._default_app_key:
+                return None
+        elif app_key.isspace():
+            return None
+        ids = envelope.identifiableAttributes
+        if len(ids) != 1:
+            return None  # none is an error, several are ambiguous: the engine says which
+        kind, value = ids.popitem()  # the dict is ours; popitem avoids an iterator
+        if _IDENTITY_PROBLEM[kind](value):
+            return None
+        content = envelope.signalContent
+        signal_type, unfit = _CONTENT_PLANS[type(content)]
+        if unfit is not None and unfit(content):
+            return None
+        return signal_type, kind == "contactKey"

@@ -1,0 +1,754 @@
+"""Open an import file of behavioral signals (SPEC §5), tell its format from its content and
+stream its records one by one: a 1 GB file is never held in memory.
+
+Formats, told from the content (never from the file name), each also inside a gzip wrapper
+(magic bytes 1f 8b):
+
+- ``json-array``: ``[envelope, ...]`` or ``[{"signal": envelope}, ...]``; one record per
+  element, whatever the element is (a number in the array is still a record).
+- ``json-signals``: ``{"signals": [...]}``, when "signals" is the object's first key.
+- ``json-single``: one envelope or wrapper alone, pretty-printed or not.
+- ``ndjson``: one envelope or wrapper per line. Blank lines are skipped but counted in line
+  numbers; CRLF and a UTF-8 BOM are fine. Records carry the stripped line bytes, unparsed.
+- ``csv``: a header row, then one signal per row (see "CSV" below).
+- ``export-csv``: Connect's export CSV (SPEC §7), told by its ``SIGNAL_CONTENT`` column.
+
+Readers deliver each record as found: they do not unwrap ``{"signal": ...}`` and do not
+validate signals; the engine does both.
+
+JSON or NDJSON: a file that starts with ``{`` is NDJSON when its first line is a complete
+JSON object (unless that object's first key is "signals"), or when its first line is broken
+but its second non-blank line is a complete object (so a bad first record does not turn an
+NDJSON file into one unreadable document). Otherwise it is a JSON document: "signals" as
+its first key makes it ``json-signals``, anything else ``json-single``.
+
+CSV: columns ``appKey``, ``sessionId``, ``test``, ``identifiableAttributes.<key>`` and
+``signalContent.<field>`` build the nested envelope; the header needs at least one of them.
+The delimiter is a comma, or a semicolon or tab when the comma yields no known column
+(spreadsheets in some locales save so). An empty cell means the field is absent, and a row
+with no cell filled is skipped (it is not a signal). Cells are typed by the field's kind in
+``schema``: numbers (int when the text is an int, else float; the text itself when it is no
+finite number), booleans (true/false/1/0/yes/no, any case; ``test`` too), JSON text for
+string lists, items and custom attributes; anything that does not convert stays the text,
+so the engine reports a type error. Unknown ``signalContent.x`` columns stay text; other
+unknown columns land in the envelope under their own name (the engine warns about them).
+Columns with a blank header are ignored. A row with fewer cells than the header lacks the
+missing fields; cells beyond the header's width are ignored. ``line`` is the physical line
+where the row starts (quoted cells may span lines).
+
+Export CSV (header names matched case-insensitively, spaces and hyphens read as ``_``):
+``ACOUSTIC_APP_KEY`` -> ``appKey``; ``TLTSID`` -> ``sessionId``; ``SIGNAL_CONTENT`` (JSON
+text; kept as text when it is not JSON) -> ``signalContent``, given ``signalType`` from the
+``SIGNAL_TYPE`` column when the content lacks one; ``EMAIL`` -> ``email``; ``SMS``,
+``PHONE`` or ``PHONE_NUMBER`` -> ``sms``; ``WHATSAPP`` -> ``whatsapp``; ``CONTACT_KEY`` or
+``CONTACTKEY`` -> ``contactKey``, each into ``identifiableAttributes`` (first non-empty
+column wins). With none of them filled, ``identifiableAttributes`` is left out so the engine
+reports it missing. Every other column is ignored.
+
+Limits: a gzip file may inflate to ``max_inflated_bytes``; one record may take
+``max_record_bytes`` (an NDJSON line exactly; a JSON record to within one 64 KB chunk; a CSV
+cell through the csv module's process-wide field limit, which is raised to it, never
+lowered). NDJSON lines are not checked for UTF-8 here: the stage that decodes them does so.
+
+Messages of ``UnreadableFile`` give byte offsets from 0 in the file's (decompressed)
+content, a BOM included, and leave the file name to the caller. Errors that only show
+further on (a truncated gzip, broken JSON past the first 64 KB, a bad CSV line) are raised
+while iterating, after the records before them.
+"""
+
+from __future__ import annotations
+
+import ast
+import codecs
+import csv
+import gzip
+import io
+import math
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import compress
+from types import TracebackType
+from typing import IO, Any, Final
+
+import ijson
+import orjson
+
+from signals_app.validation.schema import Kind, all_field_kinds
+
+FORMATS: Final = ("json-array", "json-signals", "json-single", "ndjson", "csv", "export-csv")
+
+_BUFFER_BYTES = 256 * 1024  # large reads keep per-call overhead low on 1 GB files
+_CHUNK_BYTES = 64 * 1024  # what ijson reads at a time
+_HEAD_BYTES = 64 * 1024  # what format detection looks at
+_TEXT_CHECK_BYTES = 1024  # NUL bytes or invalid UTF-8 in these make a file binary
+
+_UTF8_BOM = codecs.BOM_UTF8
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
+_FOREIGN_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+_CSV_COLUMNS_HINT = (
+    "appKey, sessionId, test, identifiableAttributes.*, signalContent.* or SIGNAL_CONTENT"
+)
+
+
+class UnreadableFile(Exception):
+    """The file cannot be read at all. str(exc) is one clear sentence saying what is wrong
+    and where (byte offset or line), without the file name (the caller prepends it)."""
+
+
+@dataclass(slots=True)
+class Record:
+    """One signal as found in the file, before any unwrapping or validation."""
+
+    index: int  # signal number, from 0, in file order
+    line: int | None  # 1-based line where the record starts (NDJSON and CSV only)
+    raw: bytes | None  # NDJSON: the line's bytes, stripped; else None
+    value: Any  # JSON / CSV: the record as Python objects; NDJSON: None
+
+
+def open_signal_file(
+    path: str | os.PathLike[str],
+    *,
+    max_inflated_bytes: int = 4 * 1024**3,
+    max_record_bytes: int = 16 * 1024**2,
+) -> SignalFile:
+    """Open `path` and detect its format; raise UnreadableFile for what can be seen up front
+    (the rest, such as a truncated gzip or broken JSON further on, surfaces while iterating).
+    """
+    try:
+        file = io.BufferedReader(io.FileIO(path), buffer_size=_BUFFER_BYTES)
+    except OSError as exc:
+        raise UnreadableFile(f"the file cannot be opened ({exc.strerror or exc})") from None
+    try:
+        return SignalFile(
+            file, max_inflated_bytes=max_inflated_bytes, max_record_bytes=max_record_bytes
+        )
+    except BaseException:
+        file.close()
+        raise
+
+
+class SignalFile:
+    """An open import file. Iterate it for Records (each iteration starts from the top);
+    use it as a context manager, or call close()."""
+
+    format: str
+    compressed: bool
+    size: int
+
+    def __init__(
+        self, file: io.BufferedReader[Any], *, max_inflated_bytes: int, max_record_bytes: int
+    ) -> None:
+        self._file = file
+        self._max_inflated_bytes = max_inflated_bytes
+        self._max_record_bytes = max_record_bytes
+        self._position_at_close = 0
+        self.size = os.fstat(file.fileno()).st_size
+        self.compressed = file.peek(2)[:2] == _GZIP_MAGIC
+        self._bom = 0  # length of a UTF-8 BOM to skip
+        self._delimiter = ","
+        self.format = self._detect()
+
+    def position(self) -> int:
+        """Bytes of the file on disk consumed so far (compressed bytes for a gzip file)."""
+        if self._file.closed:
+            return self._position_at_close
+        return self._file.tell()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._position_at_close = self._file.tell()
+            self._file.close()
+
+    def __enter__(self) -> SignalFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Record]:
+        stream = self._content()
+        if self._bom:
+            stream.read(self._bom)
+        if self.format == "ndjson":
+            return self._ndjson_records(stream)
+        if self.format == "json-array":
+            return self._json_records(stream, "item")
+        if self.format == "json-signals":
+            return self._json_records(stream, "signals.item")
+        if self.format == "json-single":
+            return self._json_records(stream, "")
+        return self._csv_records(stream)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _content(self) -> io.BufferedReader[Any]:
+        """The file's content from its first byte, decompressed when it is gzip."""
+        self._file.seek(0)
+        if not self.compressed:
+            return self._file
+        return io.BufferedReader(
+            _Inflater(self._file, self._max_inflated_bytes), buffer_size=_BUFFER_BYTES
+        )
+
+    def _ndjson_records(self, stream: io.BufferedReader[Any]) -> Iterator[Record]:
+        # The hot loop of the fastest path: keep per-line work to a bare minimum.
+        limit = self._max_record_bytes + 1
+        readline = stream.readline
+        index = 0
+        number = 0
+        while line := readline(limit):
+            number += 1
+            if len(line) == limit and line[-1] != 10:  # 10 is "\n": the line goes on
+                raise UnreadableFile(
+                    f"line {number} is longer than {self._max_record_bytes} bytes, "
+                    "the limit for one signal"
+                )
+            line = line.strip()
+            if line:
+                yield Record(index, number, line, None)
+                index += 1
+
+    def _json_records(self, stream: io.BufferedReader[Any], prefix: str) -> Iterator[Record]:
+        # ijson reading a file is about three times faster than feeding its coroutine.
+        chunks = _Chunks(stream, self._bom, self._max_record_bytes)
+        index = 0
+        try:
+            for value in ijson.items(chunks, prefix, use_float=True, buf_size=_CHUNK_BYTES):
+                chunks.unfinished = 0
+                yield Record(index, None, None, value)
+                index += 1
+        except ijson.JSONError as exc:
+            if chunks.at_end and "premature EOF" in str(exc):
+                raise _ends_early(chunks.start, chunks.newlines) from None
+            raise _invalid_json(exc, chunks.chunk, chunks.start, chunks.newlines) from None
+        except _RecordTooLarge:
+            raise UnreadableFile(
+                f"signal {index} is larger than {self._max_record_bytes} bytes, the limit for "
+                f"one signal (still open at byte {chunks.start + len(chunks.chunk)})"
+            ) from None
+
+    def _csv_records(self, stream: io.BufferedReader[Any]) -> Iterator[Record]:
+        if csv.field_size_limit() < self._max_record_bytes:
+            # A cell of JSON may be long; the module-wide limit is only ever raised.
+            csv.field_size_limit(self._max_record_bytes)
+        # Decoding line by line (in C, through map) lets a decoding error name its line.
+        # strict: an unclosed quote is refused at the end rather than swallowing the rest.
+        reader = csv.reader(map(bytes.decode, stream), delimiter=self._delimiter, strict=True)
+        line_num = 0
+        try:
+            header = next((row for row in reader if any(row)), None)
+            if header is None:
+                return
+            build = (
+                _export_row_builder(header) if self.format == "export-csv" else _row_builder(header)
+            )
+            line_num = reader.line_num
+            index = 0
+            for row in reader:
+                start = line_num + 1
+                line_num = reader.line_num
+                envelope = build(row)
+                if envelope:
+                    yield Record(index, start, None, envelope)
+                    index += 1
+        except UnicodeDecodeError as exc:
+            raise UnreadableFile(
+                f"line {reader.line_num + 1} is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}"
+                f" at column {exc.start + 1}); save the file as CSV UTF-8"
+            ) from None
+        except csv.Error as exc:
+            raise _bad_csv(exc, line_num + 1, reader.line_num) from None
+
+    # --- detection -----------------------------------------------------------------------
+
+    def _detect(self) -> str:
+        head = self._content().read(_HEAD_BYTES)
+        if not head:
+            raise UnreadableFile(
+                "the file holds no data once decompressed"
+                if self.compressed
+                else "the file is empty"
+            )
+        for bom, encoding in _FOREIGN_BOMS:
+            if head.startswith(bom):
+                raise UnreadableFile(
+                    f"the file is encoded as {encoding} (it starts with a {encoding} byte order "
+                    "mark); save it as UTF-8"
+                )
+        if head.startswith(_UTF8_BOM):
+            self._bom = len(_UTF8_BOM)
+        _check_text(head)
+        text = head[self._bom :]
+        stripped = text.lstrip()
+        if not stripped:
+            if len(head) < _HEAD_BYTES:
+                raise UnreadableFile("the file is empty (it holds only blank space)")
+            raise UnreadableFile(
+                f"the first {_HEAD_BYTES} bytes are blank space; not JSON, NDJSON or CSV"
+            )
+        whole = len(head) < _HEAD_BYTES  # the head is the whole content
+        if stripped[:1] == b"[":
+            _parse_head(text, self._bom, whole)
+            return "json-array"
+        if stripped[:1] == b"{":
+            return self._detect_object(text, whole)
+        csv_format = self._detect_csv(stripped)
+        if csv_format:
+            return csv_format
+        try:
+            events = _parse_head(text, self._bom, whole)
+        except UnreadableFile:
+            events = []
+        if events and events[0][1] in _SCALAR_NAMES:
+            raise UnreadableFile(
+                f"the top level is {_SCALAR_NAMES[events[0][1]]}; "
+                "expected an array of signals or an object"
+            )
+        first_line = stripped.split(b"\n", 1)[0].strip().decode(errors="replace")
+        preview = first_line if len(first_line) <= 60 else first_line[:57] + "..."
+        raise UnreadableFile(
+            f"the file is not JSON, NDJSON or CSV: its first line ({preview!r}) is not JSON, "
+            f"and as a CSV header it names none of the columns {_CSV_COLUMNS_HINT}"
+        )
+
+    def _detect_object(self, text: bytes, whole: bool) -> str:
+        """NDJSON, or a JSON document whose first key decides between json-signals and
+        json-single (see the module docstring)."""
+        lines, too_long = self._first_lines()
+        first = _json_object(lines[0]) if lines else None
+        if first is None and len(lines) > 1 and _json_object(lines[1]) is not None:
+            return "ndjson"
+        if first is not None and next(iter(first), None) != "signals":
+            return "ndjson"
+        events = _parse_head(text, self._bom, whole, strict=not too_long)
+        if len(events) > 1 and events[1][1] == "map_key" and events[1][2] == "signals":
+            if len(events) > 2 and events[2][1] != "start_array":
+                found = _SCALAR_NAMES.get(events[2][1], "an object")
+                raise UnreadableFile(
+                    f'the "signals" key holds {found}; expected an array of signals'
+                )
+            return "json-signals"
+        # A first line over the record limit is refused either way; as NDJSON, the message
+        # names the line.
+        return "ndjson" if too_long else "json-single"
+
+    def _first_lines(self) -> tuple[list[bytes], bool]:
+        """The first two non-blank lines, stripped, and whether the first is longer than a
+        record may be (then it comes alone, cut off)."""
+        stream = self._content()
+        stream.read(self._bom)
+        limit = self._max_record_bytes + 1
+        lines: list[bytes] = []
+        while len(lines) < 2 and (line := stream.readline(limit)):
+            if len(line) == limit and line[-1] != 10:
+                return lines or [line], not lines
+            if line.strip():
+                lines.append(line.strip())
+        return lines, False
+
+    def _detect_csv(self, text: bytes) -> str | None:
+        header_line = text.split(b"\n", 1)[0].decode(errors="replace")
+        for delimiter in (",", ";", "\t"):
+            names = [name.strip() for name in next(csv.reader([header_line], delimiter=delimiter))]
+            if any(_normalized(name) == "SIGNAL_CONTENT" for name in names):
+                self._delimiter = delimiter
+                return "export-csv"
+            if any(_is_csv_column(name) for name in names):
+                self._delimiter = delimiter
+                return "csv"
+        return None
+
+
+def _bad_csv(exc: csv.Error, start: int, line: int) -> UnreadableFile:
+    reason = str(exc)
+    if reason == "unexpected end of data":
+        return UnreadableFile(f"a quoted cell in the row starting at line {start} is never closed")
+    if reason.startswith("field larger than field limit"):
+        return UnreadableFile(
+            f"a cell in the row starting at line {start} is longer than {csv.field_size_limit()} "
+            "characters (a quote left open?)"
+        )
+    return UnreadableFile(f"the CSV is malformed at line {line}: {reason}")
+
+
+class _RecordTooLarge(Exception):
+    pass
+
+
+class _Chunks:
+    """The content as ijson reads it, remembering the chunk being parsed (to place a
+    parse error) and how much was read since a record last completed."""
+
+    def __init__(self, stream: io.BufferedReader[Any], offset: int, max_record_bytes: int) -> None:
+        self._read = stream.read
+        self._max_record_bytes = max_record_bytes
+        self.chunk = b""
+        self.start = offset  # of `chunk` in the content
+        self.newlines = 0  # before `chunk`
+        self.unfinished = 0  # bytes read since a record last completed
+        self.at_end = False
+
+    def read(self, size: int) -> bytes:
+        self.start += len(self.chunk)
+        self.newlines += self.chunk.count(b"\n")
+        if self.unfinished > self._max_record_bytes:  # checked to within one chunk
+            raise _RecordTooLarge
+        self.chunk = self._read(size)
+        self.at_end = not self.chunk
+        self.unfinished += len(self.chunk)
+        return self.chunk
+
+
+# --- gzip ----------------------------------------------------------------------------------
+
+
+class _Inflater(io.RawIOBase):
+    """Decompresses a gzip stream, counting inflated bytes against a cap and turning the
+    gzip module's errors into UnreadableFile."""
+
+    def __init__(self, file: IO[bytes], max_inflated_bytes: int) -> None:
+        self._gzip = gzip.GzipFile(fileobj=file, mode="rb")
+        self._max_inflated_bytes = max_inflated_bytes
+        self._inflated = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._gzip.read1(len(buffer))
+        except EOFError:
+            raise UnreadableFile(
+                f"the gzip data is truncated: it ends after {self._inflated} bytes inflated, "
+                "before the end of the compressed stream"
+            ) from None
+        except (gzip.BadGzipFile, zlib.error) as exc:
+            raise UnreadableFile(
+                f"the gzip data is damaged after {self._inflated} bytes inflated ({exc})"
+            ) from None
+        size = len(data)
+        self._inflated += size
+        if self._inflated > self._max_inflated_bytes:
+            raise UnreadableFile(
+                f"the gzip data inflates past {self._max_inflated_bytes} bytes; "
+                "refused as a possible gzip bomb"
+            )
+        buffer[:size] = data
+        return size
+
+    def close(self) -> None:
+        self._gzip.close()  # leaves the file itself open: SignalFile owns it
+        super().close()
+
+
+# --- detection helpers ---------------------------------------------------------------------
+
+_SCALAR_NAMES: Final = {
+    "number": "a number",
+    "string": "a string",
+    "boolean": "a boolean",
+    "null": "null",
+}
+
+
+def _check_text(head: bytes) -> None:
+    """Refuse binary files: NUL bytes or invalid UTF-8 early on."""
+    if head.startswith(_ZIP_MAGIC):
+        raise UnreadableFile(
+            "the file is a ZIP archive (an Excel workbook?), not text; save it as CSV UTF-8 or JSON"
+        )
+    sample = head[:_TEXT_CHECK_BYTES]
+    nul = sample.find(b"\x00")
+    if nul >= 0:
+        even, odd = sample[0::2], sample[1::2]
+        if even.count(0) > len(even) // 2 or odd.count(0) > len(odd) // 2:
+            raise UnreadableFile(
+                "the file looks like UTF-16 text without a byte order mark; save it as UTF-8"
+            )
+        raise UnreadableFile(f"the file is binary, not text (a NUL byte at byte {nul})")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        decoder.decode(sample, final=len(head) <= _TEXT_CHECK_BYTES)
+    except UnicodeDecodeError as exc:
+        line = sample.count(b"\n", 0, exc.start) + 1
+        raise UnreadableFile(
+            f"the file is not UTF-8 text (byte 0x{sample[exc.start]:02x} at byte {exc.start}, "
+            f"line {line}); save it as UTF-8"
+        ) from None
+
+
+def _parse_head(
+    text: bytes, offset: int, whole: bool, *, strict: bool = True
+) -> list[tuple[str, str, Any]]:
+    """The JSON events of the head (`whole`: the head is the whole content). With `strict`,
+    broken JSON raises UnreadableFile now rather than after the first records; otherwise
+    it ends the events."""
+    events = ijson.sendable_list()
+    parser = ijson.parse_coro(events)
+    try:
+        parser.send(text)
+    except ijson.JSONError as exc:
+        if strict:
+            raise _invalid_json(exc, text, offset, 0) from None
+        return list(events)
+    if whole:
+        try:
+            parser.close()
+        except ijson.JSONError:
+            if strict:
+                raise _ends_early(offset + len(text), text.count(b"\n")) from None
+    return list(events)
+
+
+def _json_object(line: bytes) -> dict[str, Any] | None:
+    """The line as a JSON object, or None when it is not one."""
+    if not line.startswith(b"{"):
+        return None
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _is_csv_column(name: str) -> bool:
+    return name in ("appKey", "sessionId", "test") or name.startswith(
+        ("identifiableAttributes.", "signalContent.")
+    )
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip()).upper()
+
+
+# --- JSON error messages -------------------------------------------------------------------
+
+_YAJL_CARET = 40  # yajl's error text puts the offending byte in this column of its context
+
+
+def _ends_early(offset: int, newlines: int) -> UnreadableFile:
+    return UnreadableFile(
+        f"the JSON ends early at byte {offset} (line {newlines + 1}); "
+        "the file seems truncated or a bracket is missing"
+    )
+
+
+def _invalid_json(exc: Exception, chunk: bytes, start: int, newlines: int) -> UnreadableFile:
+    """Turn an ijson (yajl) error into a sentence with the byte offset of the fault.
+
+    yajl reports no offset, only up to 30 bytes of context either side of it, with the
+    offending byte in a fixed column; finding that context in the chunk just parsed
+    gives the offset."""
+    message = str(exc)
+    if message.startswith(("b'", 'b"')):  # ijson could not decode yajl's bytes
+        try:
+            data = ast.literal_eval(message)
+        except (ValueError, SyntaxError):
+            data = message.encode()
+    else:
+        data = message.encode()
+    lines = data.split(b"\n")
+    reason = lines[0].decode(errors="replace").split(": ", 1)[-1].rstrip(". ")
+    where = _locate_fault(lines[1] if len(lines) > 1 else b"", chunk)
+    if where is None:
+        return UnreadableFile(f"the JSON is invalid after byte {start} ({reason})")
+    line = newlines + chunk.count(b"\n", 0, where) + 1
+    line_start = chunk.rfind(b"\n", 0, where) + 1
+    near = chunk[max(line_start, where - 20) : where].decode(errors="replace").strip()
+    place = f"line {line}, after {near!r}" if near else f"line {line}"
+    return UnreadableFile(f"the JSON is invalid at byte {start + where} ({place}): {reason}")
+
+
+def _locate_fault(context: bytes, chunk: bytes) -> int | None:
+    if len(context) < _YAJL_CARET:
+        return None
+    before, after = context[:_YAJL_CARET], context[_YAJL_CARET:]
+    text = chunk.replace(b"\n", b" ").replace(b"\r", b" ")  # as yajl shows it
+    candidates: Iterable[int] = [len(text)] if not after else _occurrences(text, after)
+    for where in candidates:
+        shown_before = text[max(0, where - 30) : where]
+        if before == shown_before.rjust(_YAJL_CARET) and len(after) == min(30, len(text) - where):
+            return where
+    return None
+
+
+def _occurrences(text: bytes, part: bytes) -> Iterator[int]:
+    where = text.find(part)
+    while where >= 0:
+        yield where
+        where = text.find(part, where + 1)
+
+
+# --- CSV rows ------------------------------------------------------------------------------
+
+Converter = Callable[[str], Any]
+
+_BOOLEANS: Final[dict[str, Any]] = {
+    spelling: value
+    for word, value in (("true", True), ("false", False), ("yes", True), ("no", False))
+    for spelling in (word, word.upper(), word.capitalize())
+} | {"1": True, "0": False}
+
+
+def _to_boolean(cell: str) -> Any:
+    value = _BOOLEANS.get(cell)  # the usual spellings without any string work
+    if value is None:
+        value = _BOOLEANS.get(cell.strip().lower(), cell)
+    return value
+
+
+def _to_number(cell: str) -> Any:
+    """An int when the text is one, else a finite float, else the text itself."""
+    try:
+        if cell.isdecimal():  # the common case, settled without float()
+            return int(cell)
+        number = float(cell)
+    except ValueError:  # not a number, or more digits than int() accepts
+        return cell
+    if not math.isfinite(number) or "_" in cell:  # Python reads "1_000"; people do not
+        return cell
+    if "." in cell or "e" in cell or "E" in cell:
+        return number
+    try:
+        return int(cell)  # "-3", " 7 "
+    except ValueError:
+        return number
+
+
+def _from_json(cell: str) -> Any:
+    try:
+        return orjson.loads(cell)
+    except orjson.JSONDecodeError:
+        return cell
+
+
+_KIND_CONVERTERS: Final[dict[Kind, Converter]] = {
+    Kind.NUMBER: _to_number,
+    Kind.INTEGER: _to_number,  # a fractional part is the engine's to report
+    Kind.BOOLEAN: _to_boolean,
+    Kind.STRING_LIST: _from_json,
+    Kind.ITEMS: _from_json,
+    Kind.CUSTOM_ATTRIBUTES: _from_json,
+}
+
+
+def _content_converters() -> dict[str, Converter]:
+    converters = {}
+    for name, kinds in all_field_kinds().items():
+        # Every field has one kind today; should that change, the text goes through as is.
+        converter = _KIND_CONVERTERS.get(next(iter(kinds))) if len(kinds) == 1 else None
+        if converter is not None:
+            converters[name] = converter
+    return converters
+
+
+_CONTENT_CONVERTERS: Final = _content_converters()
+_ENVELOPE_CONVERTERS: Final[dict[str, Converter]] = {"test": _to_boolean}
+
+# Where a column's value goes in the envelope being built for a row.
+_ENVELOPE, _IDENTITY, _CONTENT, _IGNORED = 0, 1, 2, 3
+_IDENTITY_PREFIX = "identifiableAttributes."
+_CONTENT_PREFIX = "signalContent."
+
+Column = tuple[int, str, Converter | None]
+
+
+def _column(name: str) -> Column:
+    if not name:
+        return (_IGNORED, "", None)
+    if name.startswith(_IDENTITY_PREFIX):
+        return (_IDENTITY, name[len(_IDENTITY_PREFIX) :], None)
+    if name.startswith(_CONTENT_PREFIX):
+        field = name[len(_CONTENT_PREFIX) :]
+        return (_CONTENT, field, _CONTENT_CONVERTERS.get(field))
+    return (_ENVELOPE, name, _ENVELOPE_CONVERTERS.get(name))
+
+
+def _row_builder(header: list[str]) -> Callable[[list[str]], dict[str, Any]]:
+    columns = [_column(name.strip()) for name in header]
+    ignored: dict[str, Any] = {}
+
+    def build(row: list[str]) -> dict[str, Any]:
+        envelope: dict[str, Any] = {}
+        identity: dict[str, Any] = {}
+        content: dict[str, Any] = {}
+        targets = (envelope, identity, content, ignored)
+        # Most cells of a mixed-type file are empty: compress() and filter() skip them in C,
+        # pairing each filled cell with its column (cells past the header's width drop out).
+        filled = zip(compress(columns, row), filter(None, row), strict=False)
+        for (target, key, convert), cell in filled:
+            targets[target][key] = cell if convert is None else convert(cell)
+        if identity:
+            envelope["identifiableAttributes"] = identity
+        if content:
+            envelope["signalContent"] = content
+        return envelope
+
+    return build
+
+
+_EXPORT_IDENTITIES: Final = {
+    "EMAIL": "email",
+    "SMS": "sms",
+    "PHONE": "sms",
+    "PHONE_NUMBER": "sms",
+    "WHATSAPP": "whatsapp",
+    "CONTACT_KEY": "contactKey",
+    "CONTACTKEY": "contactKey",
+}
+
+
+def _export_row_builder(header: list[str]) -> Callable[[list[str]], dict[str, Any]]:
+    names = [_normalized(name) for name in header]
+
+    def where(name: str) -> int | None:
+        return names.index(name) if name in names else None
+
+    app_key, session, content, signal_type = (
+        where("ACOUSTIC_APP_KEY"),
+        where("TLTSID"),
+        where("SIGNAL_CONTENT"),
+        where("SIGNAL_TYPE"),
+    )
+    identities = [
+        (i, _EXPORT_IDENTITIES[n]) for i, n in enumerate(names) if n in _EXPORT_IDENTITIES
+    ]
+
+    def build(row: list[str]) -> dict[str, Any]:
+        def cell(i: int | None) -> str:
+            return row[i] if i is not None and i < len(row) else ""
+
+        envelope: dict[str, Any] = {}
+        if value := cell(app_key):
+            envelope["appKey"] = value
+        identity: dict[str, str] = {}
+        for i, key in identities:
+            if (value := cell(i)) and key not in identity:
+                identity[key] = value
+        if identity:
+            envelope["identifiableAttributes"] = identity
+        if value := cell(session):
+            envelope["sessionId"] = value
+        if value := cell(content):
+            signal_content = _from_json(value)
+            kind = cell(signal_type)
+            if isinstance(signal_content, dict) and kind and "signalType" not in signal_content:
+                signal_content["signalType"] = kind
+            envelope["signalContent"] = signal_content
+        return envelope
+
+    return build
