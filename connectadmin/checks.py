@@ -19,4 +19,14 @@ def check_development_secrets(app_configs: Any, **kwargs: Any) -> list[CheckMess
                 id="connectadmin.W001",
             )
         )
+    # Django's own security.W009 does not catch this one: it is long and varied enough.
+    if settings.SECRET_KEY == settings.DEV_SECRET_KEY:
+        messages.append(
+            Warning(
+                "SECRET_KEY is the development default.",
+                hint="Set DJANGO_SECRET_KEY to a long random value "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(50))').",
+                id="connectadmin.W002",
+            )
+        )
     return messages

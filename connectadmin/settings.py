@@ -5,11 +5,17 @@ works with no configuration: SQLite and a file-system Celery broker under var/.
 DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and Redis (production and CI).
 """
 
+import re
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 
 from connectadmin.env import SettingError, env_bool, env_int, env_list, env_str
+from connectadmin.secrets import validate_keys
+
+# Lets classes such as ModelForm[Model] be subscripted at run time, as the type hints do.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CONNECTADMIN_VAR_DIR", str(BASE_DIR / "var")))
@@ -70,7 +76,8 @@ _database_url = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'connectadmin.sql
 try:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
 except Exception as exc:  # dj-database-url raises several types for a bad URL
-    raise SettingError(f"DATABASE_URL={_database_url!r} cannot be used: {exc}") from None
+    _shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", _database_url)  # hide the password
+    raise SettingError(f"DATABASE_URL={_shown!r} cannot be used: {exc}") from None
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # SQLite serves the web process and a worker at once: wait for locks rather than fail.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20}
@@ -99,17 +106,19 @@ LOGIN_URL = "admin:login"
 # list of Fernet keys, newest first, so keys can be rotated without losing old values.
 DEV_FIELD_ENCRYPTION_KEY = "Y29ubmVjdGFkbWluLWRldmVsb3BtZW50LWtleS0wMDA="
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", [DEV_FIELD_ENCRYPTION_KEY])
+validate_keys(FIELD_ENCRYPTION_KEYS)  # a malformed key stops start-up, not the first save
 
 # Celery: a broker that needs no server by default (kombu's file-system transport).
 _broker_dir = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("in", "processed"):
+    for sub in ("in", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         "data_folder_in": str(_broker_dir / "in"),
         "data_folder_out": str(_broker_dir / "in"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
@@ -129,6 +138,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 4 * 3600, minimum=60)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_RESULT_BACKEND = None
+
+# `manage.py devstack` (what `make run` ends with) and the local sandbox it starts; the demo
+# Connect accounts created by `seed_demo` point at SANDBOX_HTTP_PORT.
+WEB_PORT = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)
+SANDBOX_HTTP_PORT = env_int("SANDBOX_HTTP_PORT", 8765, minimum=1, maximum=65535)
+SANDBOX_SFTP_PORT = env_int("SANDBOX_SFTP_PORT", 2222, minimum=1, maximum=65535)
+SANDBOX_DATA_DIR = VAR_DIR / "sandbox"
 
 # Validation of uploaded and CLI files.
 SIGNALS_GZIP_MAX_INFLATED_BYTES = env_int(

@@ -5,6 +5,7 @@ test with a loud reason; in CI (CI=true) it fails, and any skip fails the run.""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -27,3 +28,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped:
         print(f"\nCI: {skipped} test(s) were skipped; CI runs every test.")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """Tests create users often; the production hasher is deliberately slow."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
