@@ -221,20 +221,23 @@ def _validate_part(path: str, start: int, end: int, options: Options) -> _PartRe
             line_no += 1
             if line_no == 1 and start == 0:
                 raw_line = raw_line.removeprefix(BOM)
-            stripped = raw_line.strip()
-            if stripped:
-                verdict = fast_check(stripped)
-                if verdict is not None:
-                    clean += 1
-                    if verdict[1]:
-                        clean_contact_key_only += 1
-                else:
+            # msgspec skips the whitespace around a record itself: strip only the lines
+            # the fast path does not call clean (blank lines among them).
+            verdict = fast_check(raw_line)
+            if verdict is not None:
+                clean += 1
+                if verdict[1]:
+                    clean_contact_key_only += 1
+                index += 1
+            else:
+                stripped = raw_line.strip()
+                if stripped:
                     try:
                         judge.judge_unclear_json(index, line_no, stripped)
                     except BadEncoding as exc:
                         judge.add_clean(clean, clean_contact_key_only)
                         return _PartResult(judge.summary, line_no, findings_path, exc.line)
-                index += 1
+                    index += 1
             if remaining <= 0:
                 break
         judge.add_clean(clean, clean_contact_key_only)

