@@ -100,7 +100,8 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
 
 # Secrets at rest (Connect API keys, SSH private keys): MultiFernet over a comma-separated
 # list of Fernet keys, newest first, so keys can be rotated without losing old values.
@@ -145,6 +146,29 @@ WEB_PORT = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)
 SANDBOX_HTTP_PORT = env_int("SANDBOX_HTTP_PORT", 8765, minimum=1, maximum=65535)
 SANDBOX_SFTP_PORT = env_int("SANDBOX_SFTP_PORT", 2222, minimum=1, maximum=65535)
 SANDBOX_DATA_DIR = VAR_DIR / "sandbox"
+
+# Imports: uploaded files are kept under generated names in IMPORTS_DIR.
+IMPORTS_DIR = Path(env_str("IMPORTS_DIR", str(VAR_DIR / "imports")))
+IMPORT_MAX_UPLOAD_BYTES = env_int("IMPORT_MAX_UPLOAD_BYTES", 1024**3, minimum=1024)
+# Uploads go to a temporary file from the first byte: the web process never holds a file.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+FILE_UPLOAD_TEMP_DIR = str(VAR_DIR / "uploads-in-progress")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+
+# Sending to Connect (SPEC §6): batches of at most 500, transient failures retried with
+# exponential backoff and full jitter, honouring Retry-After up to a bound.
+SIGNALS_BATCH_SIZE = env_int("SIGNALS_BATCH_SIZE", 500, minimum=1, maximum=500)
+SIGNALS_SEND_MAX_ATTEMPTS = env_int("SIGNALS_SEND_MAX_ATTEMPTS", 6, minimum=1)
+SIGNALS_SEND_BACKOFF_SECONDS = env_int("SIGNALS_SEND_BACKOFF_MS", 500, minimum=0) / 1000
+SIGNALS_SEND_BACKOFF_CAP_SECONDS = env_int("SIGNALS_SEND_BACKOFF_CAP_MS", 30_000, minimum=0) / 1000
+SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS = env_int("SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS", 300)
+# httpx timeouts in seconds; a read timeout leaves a batch's outcome unknown.
+CONNECT_TIMEOUTS = {
+    "connect": env_int("CONNECT_CONNECT_TIMEOUT", 5, minimum=1),
+    "read": env_int("CONNECT_READ_TIMEOUT", 60, minimum=1),
+    "write": env_int("CONNECT_WRITE_TIMEOUT", 30, minimum=1),
+    "pool": env_int("CONNECT_POOL_TIMEOUT", 5, minimum=1),
+}
 
 # Validation of uploaded and CLI files.
 SIGNALS_GZIP_MAX_INFLATED_BYTES = env_int(

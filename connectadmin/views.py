@@ -1,9 +1,31 @@
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
+from signals_app.access import can_import, sees_all_imports
+from signals_app.models import ImportStatus, SignalImport
 
+
+@login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return TemplateResponse(request, "home.html", {})
+    """The dashboard: what the user can start, and their latest imports."""
+    imports = SignalImport.objects.select_related("app_key", "created_by")
+    if not sees_all_imports(request.user):
+        imports = imports.filter(created_by_id=request.user.pk)
+    context = {
+        "recent": imports[:8],
+        "can_import": can_import(request.user),
+        "sees_all": sees_all_imports(request.user),
+        "running": imports.filter(
+            status__in=[ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportStatus.SENDING]
+        ).count(),
+    }
+    return TemplateResponse(request, "home.html", context)
+
+
+@login_required
+def exports(request: HttpRequest) -> HttpResponse:
+    return TemplateResponse(request, "exports/coming_soon.html", {})
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -1,0 +1,226 @@
+"""A small typed client for Connect's `createSignals` mutation (SPEC §6).
+
+It never raises for what Connect (or the network) answers: every call ends in a
+`SendResult` whose `outcome` tells the ledger what to do with the batch:
+
+- SENT: HTTP 200, no `errors`, one `signalId` per signal sent.
+- FAILED: certainly not taken — a GraphQL `errors` array, a 4xx, an unusable endpoint.
+- RETRYABLE: certainly not taken and worth trying again — the connection was never made
+  (refused, connect timeout, no pooled connection), HTTP 429, 502, 503 (`retry_after` set
+  when the answer said how long to wait).
+- UNKNOWN: the request may have been taken without the answer reaching us — read timeout,
+  connection dropped after sending, HTTP 500, 504, an unreadable 200. Never resent by
+  itself: resending could duplicate every signal of the batch.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import time
+from dataclasses import dataclass, field
+from datetime import UTC
+from types import TracebackType
+from typing import Any, Final
+
+import httpx
+import orjson
+
+CREATE_SIGNALS: Final = (
+    "mutation CreateSignals($signals: [SignalInput!]!) "
+    "{ createSignals(signals: $signals) { signalIds } }"
+)
+MAX_BATCH: Final = 500  # createSignals takes at most 500 signals per mutation
+_RETRYABLE_STATUS: Final = frozenset({429, 502, 503})
+_ERROR_TEXT_MAX: Final = 2000
+
+
+class Outcome(enum.StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+    RETRYABLE = "retryable"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    outcome: Outcome
+    http_status: int | None = None
+    signal_ids: list[str] = field(default_factory=list)
+    error: str = ""
+    retry_after: float | None = None  # seconds Connect asked us to wait (429/503)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. `read` is generous: a 500-signal mutation may take a while to be stored,
+    and a read timeout makes the batch's outcome unknown (ops must then decide)."""
+
+    connect: float = 5.0
+    read: float = 60.0
+    write: float = 30.0
+    pool: float = 5.0
+
+    def as_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+class ConnectClient:
+    """One client per send run, so batches reuse a keep-alive connection."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        api_key: str,
+        timeouts: Timeouts | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._http = httpx.Client(
+            headers={"x-api-key": api_key, "Content-Type": "application/json"},
+            timeout=(timeouts or Timeouts()).as_httpx(),
+            transport=transport,
+            # A redirect would resend the body somewhere else: treat it as a refusal.
+            follow_redirects=False,
+        )
+
+    def __enter__(self) -> ConnectClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def create_signals(self, signals: list[dict[str, Any]]) -> SendResult:
+        if len(signals) > MAX_BATCH:
+            return SendResult(
+                Outcome.FAILED, error=f"{len(signals)} signals: more than {MAX_BATCH} per call"
+            )
+        body = orjson.dumps({"query": CREATE_SIGNALS, "variables": {"signals": signals}})
+        try:
+            response = self._http.post(self.endpoint, content=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # No connection was made, so nothing was sent.
+            return SendResult(Outcome.RETRYABLE, error=_describe(exc))
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.NetworkError) as exc:
+            # ReadError, WriteError, CloseError, RemoteProtocolError (below) and timeouts
+            # after the connection was made: some or all of the body may have arrived.
+            return SendResult(Outcome.UNKNOWN, error=_describe(exc))
+        except httpx.RemoteProtocolError as exc:
+            return SendResult(Outcome.UNKNOWN, error=_describe(exc))
+        except httpx.HTTPError as exc:
+            # Unsupported protocol, invalid URL, proxy errors: nothing left us.
+            return SendResult(Outcome.FAILED, error=_describe(exc))
+        return classify(response, expected=len(signals))
+
+
+def classify(response: httpx.Response, *, expected: int) -> SendResult:
+    """The outcome of one createSignals answer carrying `expected` signals."""
+    status = response.status_code
+    if status in _RETRYABLE_STATUS:
+        return SendResult(
+            Outcome.RETRYABLE,
+            status,
+            error=_http_error(response),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status >= 500 and status not in (501, 505):
+        # 500, 504 and other server or gateway failures: the mutation may have been
+        # applied before it went wrong. (501 and 505 refuse the request itself.)
+        return SendResult(Outcome.UNKNOWN, status, error=_http_error(response))
+    if status != 200:
+        return SendResult(Outcome.FAILED, status, error=_http_error(response))
+    try:
+        payload = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return SendResult(Outcome.UNKNOWN, status, error="HTTP 200 with a body that is not JSON")
+    if not isinstance(payload, dict):
+        return SendResult(Outcome.UNKNOWN, status, error="HTTP 200 with an unexpected body")
+    errors = payload.get("errors")
+    if errors:
+        # SPEC §6: a 200 with an errors array is a failure of the batch, never success.
+        return SendResult(Outcome.FAILED, status, error=graphql_errors_text(errors))
+    data = payload.get("data")
+    created = data.get("createSignals") if isinstance(data, dict) else None
+    ids = created.get("signalIds") if isinstance(created, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return SendResult(Outcome.UNKNOWN, status, error="HTTP 200 without a list of signalIds")
+    if len(ids) != expected:
+        # Connect took something, but not what we can account for per signal: resending
+        # could duplicate, so ops decide.
+        return SendResult(
+            Outcome.UNKNOWN,
+            status,
+            signal_ids=ids,
+            error=f"Connect returned {len(ids)} signalIds for {expected} signals",
+        )
+    return SendResult(Outcome.SENT, status, signal_ids=ids)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        current = now if now is not None else time.time()
+        return max(0.0, when.timestamp() - current)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN, inf
+        return None
+    return max(0.0, seconds)
+
+
+def graphql_errors_text(errors: Any) -> str:
+    """The GraphQL errors as one line per error: `CODE field: message`."""
+    if not isinstance(errors, list):
+        return _clip(f"GraphQL errors: {errors!r}")
+    lines = []
+    for error in errors:
+        if not isinstance(error, dict):
+            lines.append(repr(error))
+            continue
+        extensions = error.get("extensions")
+        extensions = extensions if isinstance(extensions, dict) else {}
+        prefix = " ".join(
+            str(part) for part in (extensions.get("code"), extensions.get("field")) if part
+        )
+        message = str(error.get("message", "(no message)"))
+        lines.append(f"{prefix}: {message}" if prefix else message)
+    return _clip("\n".join(lines))
+
+
+def _http_error(response: httpx.Response) -> str:
+    text = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    try:
+        payload = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = response.content[:300].decode("utf-8", "replace").strip()
+        return _clip(f"{text}: {body}" if body else text)
+    if isinstance(payload, dict) and payload.get("errors"):
+        return _clip(f"{text}: {graphql_errors_text(payload['errors'])}")
+    return text
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    detail = str(exc) or "no detail"
+    return _clip(f"{type(exc).__name__}: {detail}")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _ERROR_TEXT_MAX else text[: _ERROR_TEXT_MAX - 1] + "…"

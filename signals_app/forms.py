@@ -1,0 +1,124 @@
+"""Forms of the import pages: the upload and the history filters."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+
+from connectadmin.models import AppKey
+from signals_app.models import ImportMode, ImportStatus
+
+# A hint for the file chooser; the format itself is detected from the content (SPEC §5).
+ACCEPTED_SUFFIXES = (".json", ".ndjson", ".jsonl", ".csv", ".gz")
+
+
+class AppKeyChoiceField(forms.ModelChoiceField[AppKey]):
+    def label_from_instance(self, obj: AppKey) -> str:
+        return f"{obj} · {obj.get_tier_display()} · {obj.account.name}"
+
+
+def new_idempotency_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(
+        label="Signals file",
+        help_text="JSON, NDJSON / JSON Lines or CSV, optionally gzipped (.gz).",
+        widget=forms.ClearableFileInput(attrs={"accept": ",".join(ACCEPTED_SUFFIXES)}),
+        error_messages={
+            "required": "Choose a file of signals to upload.",
+            "empty": "The file is empty: there is nothing to import.",
+        },
+    )
+    app_key = AppKeyChoiceField(
+        label="Application key",
+        queryset=AppKey.objects.none(),
+        empty_label="Choose an application key",
+        help_text="Fills a missing appKey in the file; its tier decides which signal types pass.",
+        error_messages={"required": "Choose the application key these signals belong to."},
+    )
+    mode = forms.ChoiceField(
+        label="Send as",
+        choices=ImportMode.choices,
+        initial=ImportMode.TEST,
+        widget=forms.RadioSelect,
+    )
+    # One token per rendered form: a double-clicked submit creates one import, not two.
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    def __init__(self, *args: Any, can_send_live: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.can_send_live = can_send_live
+        field = self.fields["app_key"]
+        assert isinstance(field, AppKeyChoiceField)
+        field.queryset = AppKey.objects.filter(active=True).select_related("account")
+        if not self.is_bound:
+            self.initial.setdefault("idempotency_key", new_idempotency_key())
+
+    def clean_mode(self) -> str:
+        mode: str = self.cleaned_data["mode"]
+        if mode == ImportMode.LIVE and not self.can_send_live:
+            raise forms.ValidationError(
+                "You may only send test imports. Ask an admin for the “send live” permission."
+            )
+        return mode
+
+
+SORTS = {
+    "created": "created_at",
+    "file": "original_name",
+    "user": "created_by__username",
+    "app_key": "app_key__key",
+    "mode": "mode",
+    "status": "status",
+    "signals": "signals",
+    "rejected": "rejected",
+    "accepted": "accepted",
+}
+
+
+class HistoryFilterForm(forms.Form):
+    user = forms.ModelChoiceField(
+        label="User", queryset=get_user_model().objects.none(), required=False, empty_label="Anyone"
+    )
+    app_key = forms.ModelChoiceField(
+        label="App key", queryset=AppKey.objects.all(), required=False, empty_label="Any key"
+    )
+    mode = forms.ChoiceField(
+        label="Test / live", choices=[("", "Test and live"), *ImportMode.choices], required=False
+    )
+    status = forms.ChoiceField(
+        label="Status", choices=[("", "Any status"), *ImportStatus.choices], required=False
+    )
+    since = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    sort = forms.ChoiceField(
+        choices=[(f"{d}{k}", k) for k in SORTS for d in ("", "-")],
+        required=False,
+        widget=forms.HiddenInput,
+    )
+
+    def __init__(self, *args: Any, users: QuerySet[Any] | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if users is None:  # a marketer sees only their own imports: no user filter
+            del self.fields["user"]
+        else:
+            field = self.fields["user"]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = users
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "“To” must be on or after “From”.")
+        return data

@@ -1,0 +1,170 @@
+"""`python manage.py import_signals FILE --app-key KEY [--live] [--wait] [--user USERNAME]
+[--confirm-skip]`: the browser's import flow for ops and scripts, through the same services.
+
+The file is stored and validated by the validation task; once validated it is sent (test
+unless --live) by the send task. Without --wait the command returns once the send is
+enqueued (or at once, when validation is still running, printing the import's id); with
+--wait it prints progress until every batch has a final state.
+
+Exit status: 0 when every valid signal was accepted, 1 otherwise (rejected signals skipped,
+failed or unknown batches, a refusal), 2 for bad input (no such file, app key or user; an
+unreadable file; a live send without permission or confirmation).
+"""
+
+from __future__ import annotations
+
+import time
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any, NoReturn
+
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import BaseCommand, CommandError
+
+from connectadmin.models import AppKey
+from signals_app.models import ImportMode, ImportStatus, SignalImport
+from signals_app.services import sending
+from signals_app.services.errors import ImportRefused
+
+EXIT_INCOMPLETE = 1
+EXIT_BAD_INPUT = 2
+_VALIDATING = (ImportStatus.UPLOADED, ImportStatus.VALIDATING)
+_DONE = (ImportStatus.COMPLETED, ImportStatus.CANCELLED, ImportStatus.FAILED)
+
+
+class Command(BaseCommand):
+    help = "Validate a file of signals and send its valid signals to Connect (test or live)."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("file", help="JSON, NDJSON or CSV file of signals, or a .gz of one")
+        parser.add_argument("--app-key", required=True, help="a registered application key")
+        parser.add_argument("--live", action="store_true", help="send live (default: test)")
+        parser.add_argument("--wait", action="store_true", help="wait until the send ends")
+        parser.add_argument("--user", help="who sends (default: the first superuser)")
+        parser.add_argument(
+            "--confirm-skip",
+            action="store_true",
+            help="confirm that rejected signals are skipped (needed for a live send)",
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=24 * 3600, help="most seconds --wait waits"
+        )
+        parser.add_argument(
+            "--poll", type=float, default=1.0, help="seconds between progress lines"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path = Path(options["file"])
+        if not path.is_file():
+            self._fail(f"{path}: no such file", EXIT_BAD_INPUT)
+        app_key = AppKey.objects.filter(key=options["app_key"]).first()
+        if app_key is None:
+            self._fail(f"--app-key {options['app_key']!r} is not registered", EXIT_BAD_INPUT)
+        user = self._user(options["user"])
+        mode = ImportMode.LIVE if options["live"] else ImportMode.TEST
+
+        from signals_app.services.imports import import_create  # written beside this one
+
+        with path.open("rb") as upload:
+            signal_import = import_create(
+                user=user, app_key=app_key, mode=mode, upload=upload, original_name=path.name
+            )
+        self.stdout.write(f"import {signal_import.pk}: {path.name}, {mode} import, validating")
+        deadline = time.monotonic() + options["timeout"]
+        signal_import = self._wait_validation(signal_import, options, deadline)
+
+        confirm = signal_import.rejected if options["confirm_skip"] else None
+        try:
+            signal_import = sending.import_send(
+                signal_import=signal_import, user=user, confirm_skip=confirm
+            )
+        except PermissionDenied as exc:
+            self._fail(str(exc) or "permission denied", EXIT_BAD_INPUT)
+        except ImportRefused as exc:
+            hint = " (use --confirm-skip)" if signal_import.is_live else ""
+            self._fail(f"{exc}{hint}", EXIT_BAD_INPUT)
+        self.stdout.write(
+            f"sending {signal_import.valid} signals in {signal_import.batches_total} batches"
+        )
+        if not options["wait"]:
+            self.stdout.write(f"enqueued; follow it with the import's page (id {signal_import.pk})")
+            return
+        signal_import = self._wait_send(signal_import, options, deadline)
+        self._final(signal_import)
+
+    def _user(self, username: str | None) -> User:
+        if username:
+            user = User.objects.filter(username=username, is_active=True).first()
+            if user is None:
+                self._fail(f"--user {username!r}: no such active user", EXIT_BAD_INPUT)
+            return user
+        user = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
+        if user is None:
+            self._fail("no --user given and no superuser exists", EXIT_BAD_INPUT)
+        return user
+
+    def _wait_validation(
+        self, signal_import: SignalImport, options: dict[str, Any], deadline: float
+    ) -> SignalImport:
+        last = ""
+        while signal_import.status in _VALIDATING:
+            if time.monotonic() > deadline:
+                self._fail(f"import {signal_import.pk}: still validating", EXIT_INCOMPLETE)
+            line = f"validating: {signal_import.signals} signals read"
+            if line != last:
+                self.stdout.write(line)
+                last = line
+            time.sleep(options["poll"])
+            signal_import.refresh_from_db()
+        if signal_import.status == ImportStatus.UNREADABLE:
+            self._fail(
+                f"{signal_import.original_name}: cannot be read: {signal_import.error_message}",
+                EXIT_BAD_INPUT,
+            )
+        self.stdout.write(
+            f"validated: {signal_import.signals} signals, {signal_import.valid} valid, "
+            f"{signal_import.rejected} rejected, {signal_import.warnings} warnings"
+        )
+        return signal_import
+
+    def _wait_send(
+        self, signal_import: SignalImport, options: dict[str, Any], deadline: float
+    ) -> SignalImport:
+        last = ""
+        while True:
+            signal_import.refresh_from_db()
+            done = signal_import.batches.exclude(state__in=["pending", "in_flight"]).count()
+            line = (
+                f"batches {done}/{signal_import.batches_total}, "
+                f"accepted {signal_import.accepted}, failed {signal_import.failed}, "
+                f"unknown {signal_import.unknown}"
+            )
+            if line != last:
+                self.stdout.write(line)
+                last = line
+            if signal_import.status in _DONE:
+                return signal_import
+            if time.monotonic() > deadline:
+                self._fail(f"import {signal_import.pk}: still sending", EXIT_INCOMPLETE)
+            time.sleep(options["poll"])
+
+    def _final(self, signal_import: SignalImport) -> None:
+        self.stdout.write(
+            f"{signal_import.get_status_display().lower()}: {signal_import.signals} signals, "
+            f"{signal_import.valid} valid, {signal_import.rejected} rejected, "
+            f"{signal_import.sent} sent, {signal_import.accepted} accepted, "
+            f"{signal_import.failed} failed, {signal_import.unknown} unknown"
+        )
+        if signal_import.error_message:
+            self.stderr.write(signal_import.error_message)
+        everything = (
+            signal_import.status == ImportStatus.COMPLETED
+            and signal_import.rejected == 0
+            and signal_import.accepted == signal_import.valid
+        )
+        if not everything:
+            raise CommandError("not every signal was accepted", returncode=EXIT_INCOMPLETE)
+
+    def _fail(self, message: str, code: int) -> NoReturn:
+        raise CommandError(message, returncode=code)

@@ -1,0 +1,237 @@
+"""Signal imports: a file, its validation, and the durable ledger of its sending.
+
+A `SignalImport` is one file sent (or to be sent) in one mode, test or live. Promoting a
+tested import to live creates a second `SignalImport` that points at the first through
+`promoted_from` and reuses its file and validation (`validation_source`).
+
+The ledger (`ImportBatch`) is written before and after every call to Connect, so a task
+re-run after a crash resumes from it and never resends an acknowledged batch (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from connectadmin.models import AppKey
+
+
+class ImportMode(models.TextChoices):
+    TEST = "test", "Test"
+    LIVE = "live", "Live"
+
+
+class ImportStatus(models.TextChoices):
+    UPLOADED = "uploaded", "Uploaded"  # stored, validation queued
+    VALIDATING = "validating", "Validating"
+    VALIDATED = "validated", "Ready to send"  # preview available
+    UNREADABLE = "unreadable", "Unreadable"  # the file could not be read at all
+    SENDING = "sending", "Sending"
+    COMPLETED = "completed", "Completed"  # every batch has a final state
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"  # the task itself gave up (see error_message)
+
+
+class SignalImport(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="signal_imports"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    app_key = models.ForeignKey(AppKey, on_delete=models.PROTECT, related_name="imports")
+    mode = models.CharField(max_length=4, choices=ImportMode.choices, default=ImportMode.TEST)
+    promoted_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="promotions"
+    )
+    status = models.CharField(
+        max_length=12, choices=ImportStatus.choices, default=ImportStatus.UPLOADED, db_index=True
+    )
+    error_message = models.TextField(blank=True)
+
+    # The file: shown under the client's name, stored under a generated one.
+    original_name = models.CharField(max_length=255)
+    stored_name = models.CharField(max_length=100, unique=True)
+    size_bytes = models.BigIntegerField(default=0)
+    file_format = models.CharField(max_length=20, blank=True)
+    compressed = models.BooleanField(default=False)
+
+    # Validation progress and totals (SPEC §4: rejected = at least one error).
+    bytes_read = models.BigIntegerField(default=0)
+    validation_started_at = models.DateTimeField(null=True, blank=True)
+    validation_finished_at = models.DateTimeField(null=True, blank=True)
+    signals = models.IntegerField(default=0)
+    valid = models.IntegerField(default=0)
+    rejected = models.IntegerField(default=0)
+    errors = models.IntegerField(default=0)
+    warnings = models.IntegerField(default=0)
+    contact_key_only = models.IntegerField(default=0)
+    # Counts per field and code: [{"path": ..., "code": ..., "severity": ..., "count": n}].
+    problem_counts = models.JSONField(default=list, blank=True)
+
+    # The fixes the preview offers (see services.imports.FixSuggestion), found while
+    # validating so the preview never has to read the file again.
+    fix_suggestions = models.JSONField(default=list, blank=True)
+    # A random token carried by the upload form: a double-clicked submit finds the import
+    # the first click created instead of making a second one.
+    # NULL, not "": the uniqueness per user only applies to imports that carry a token.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+
+    # Sending.
+    confirmed_skip = models.IntegerField(
+        default=0, help_text="Rejected signals the sender confirmed to skip (live imports)."
+    )
+    cancel_requested = models.BooleanField(default=False)
+    send_started_at = models.DateTimeField(null=True, blank=True)
+    send_finished_at = models.DateTimeField(null=True, blank=True)
+    batches_total = models.IntegerField(default=0)
+    sent = models.IntegerField(default=0)  # signals in batches Connect acknowledged
+    accepted = models.IntegerField(default=0)  # signalIds returned
+    failed = models.IntegerField(default=0)  # signals in batches that certainly failed
+    unknown = models.IntegerField(default=0)  # signals in batches of unknown outcome
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_by", "-created_at"]),
+            models.Index(fields=["app_key", "-created_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="one_import_per_idempotency_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.get_mode_display()}, {self.get_status_display()})"
+
+    @property
+    def validation_source(self) -> SignalImport:
+        """The import whose file and findings this one uses (itself unless promoted)."""
+        return self.promoted_from.validation_source if self.promoted_from else self
+
+    @property
+    def is_live(self) -> bool:
+        return self.mode == ImportMode.LIVE
+
+
+class Severity(models.TextChoices):
+    ERROR = "error", "Error"
+    WARNING = "warning", "Warning"
+
+
+class ImportFinding(models.Model):
+    """One finding of the validator, stored in bulk; paged by keyset on (signal, id)."""
+
+    signal_import = models.ForeignKey(
+        SignalImport, on_delete=models.CASCADE, related_name="findings"
+    )
+    signal = models.IntegerField()
+    line = models.IntegerField(null=True, blank=True)
+    path = models.CharField(max_length=500)
+    path_pattern = models.CharField(max_length=500)  # path with [i] as [] (grouping)
+    severity = models.CharField(max_length=7, choices=Severity.choices)
+    code = models.CharField(max_length=40)
+    message = models.TextField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["signal_import", "signal", "id"]),
+            models.Index(fields=["signal_import", "path_pattern", "code", "signal"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"signal {self.signal} {self.severity} {self.code} at {self.path}"
+
+
+class RejectedSignal(models.Model):
+    """A rejected signal as found in the file, for the preview and for fixes."""
+
+    signal_import = models.ForeignKey(
+        SignalImport, on_delete=models.CASCADE, related_name="rejected_signals"
+    )
+    signal = models.IntegerField()
+    line = models.IntegerField(null=True, blank=True)
+    record = models.JSONField(null=True)  # None when the record is not valid JSON
+    raw = models.TextField(blank=True)  # the text, when it is not JSON
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["signal_import", "signal"], name="one_rejected_row")
+        ]
+
+    def __str__(self) -> str:
+        return f"rejected signal {self.signal}"
+
+
+class BatchState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    IN_FLIGHT = "in_flight", "In flight"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"  # certainly not taken (or refused with GraphQL errors)
+    UNKNOWN = "unknown", "Outcome unknown"  # may have been taken: never resent by itself
+
+
+class ImportBatch(models.Model):
+    """One createSignals call of at most 500 signals: the durable ledger of SPEC §6."""
+
+    signal_import = models.ForeignKey(
+        SignalImport, on_delete=models.CASCADE, related_name="batches"
+    )
+    number = models.IntegerField()  # from 0, in file order
+    # The valid signals of the file, by their index, that this batch carries.
+    first_signal = models.IntegerField()
+    last_signal = models.IntegerField()
+    size = models.IntegerField()
+    state = models.CharField(
+        max_length=10, choices=BatchState.choices, default=BatchState.PENDING, db_index=True
+    )
+    attempts = models.IntegerField(default=0)
+    http_status = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    # signalIds as returned, in the order of the batch's signals.
+    signal_ids = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["signal_import", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["signal_import", "number"], name="one_batch_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.number} ({self.get_state_display()})"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when: uploads, sends, confirmations, cancels, resends, promotions."""
+
+    signal_import = models.ForeignKey(
+        SignalImport, null=True, blank=True, on_delete=models.CASCADE, related_name="audit"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    action = models.CharField(max_length=40)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"
+
+
+def audit(
+    *, action: str, actor: Any = None, signal_import: SignalImport | None = None, **detail: Any
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        action=action, actor=actor, signal_import=signal_import, detail=detail
+    )

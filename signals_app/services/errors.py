@@ -1,0 +1,2 @@
+class ImportRefused(Exception):
+    """A plain-words reason the action cannot be done."""

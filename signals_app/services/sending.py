@@ -1,0 +1,604 @@
+"""Sending an import's valid signals to Connect through the durable batch ledger (SPEC §6).
+
+`import_send` writes the ledger (one `ImportBatch` per ≤ 500 valid signals) and enqueues the
+task; the task body `import_send_run` walks it. Each batch is marked IN_FLIGHT and committed
+before its call, and its outcome committed after, so a run restarted after a crash knows
+which batches Connect may already hold: those found IN_FLIGHT become UNKNOWN and are never
+resent by themselves — ops resend them with `batch_resend` once they have looked.
+
+Settings (defaults in brackets; tests shrink them):
+- SIGNALS_BATCH_SIZE [500]: signals per createSignals call, never above 500.
+- SIGNALS_SEND_MAX_ATTEMPTS [6]: calls per batch in one run for retryable failures.
+- SIGNALS_SEND_BACKOFF_SECONDS [0.5], SIGNALS_SEND_BACKOFF_CAP_SECONDS [30]: exponential
+  backoff with full jitter between them.
+- SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS [300]: the longest `Retry-After` we wait for.
+- CONNECT_TIMEOUTS [{}]: keyword arguments of `connect_client.Timeouts`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any, Protocol
+
+import orjson
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.db import connection, transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from connectadmin.roles import SEND_LIVE
+from signals_app.connect_client import MAX_BATCH, ConnectClient, Outcome, SendResult, Timeouts
+from signals_app.models import (
+    BatchState,
+    ImportBatch,
+    ImportMode,
+    ImportStatus,
+    RejectedSignal,
+    SignalImport,
+    audit,
+)
+from signals_app.services.errors import ImportRefused
+from signals_app.services.imports import iter_valid_records
+from signals_app.validation.engine import unwrap
+from signals_app.validation.schema import IDENTIFIABLE_ATTRIBUTES
+
+log = logging.getLogger(__name__)
+
+_IDENTITY_KEYS = frozenset(IDENTIFIABLE_ATTRIBUTES)
+_FINAL_STATES = (BatchState.SENT, BatchState.FAILED, BatchState.UNKNOWN)
+_LOCK_NAMESPACE = 0x5349  # pg advisory lock class for send runs ("SI")
+_STATE_OF_OUTCOME = {
+    Outcome.SENT: BatchState.SENT,
+    Outcome.FAILED: BatchState.FAILED,
+    Outcome.UNKNOWN: BatchState.UNKNOWN,
+    Outcome.RETRYABLE: BatchState.FAILED,  # only once the attempts are spent
+}
+
+# Replaced in unit tests so retries do not wait.
+sleep = time.sleep
+
+
+class SignalsClient(Protocol):
+    def create_signals(self, signals: list[dict[str, Any]]) -> SendResult: ...
+
+    def close(self) -> None: ...
+
+
+# --- reading the valid signals ------------------------------------------------------------
+
+
+def iter_valid_signals(
+    signal_import: SignalImport, *, from_signal: int = 0
+) -> Generator[tuple[int, dict[str, Any]], None, None]:
+    """(index, signal as sent) for each valid signal of the import's file, in file order,
+    streaming. `from_signal` skips the records before it without parsing them."""
+    app_key = signal_import.app_key.key
+    test = not signal_import.is_live
+    for record in iter_valid_records(signal_import):
+        if record.index < from_signal:
+            continue
+        value = orjson.loads(record.raw) if record.raw is not None else record.value
+        envelope, _outside = unwrap(value)
+        yield record.index, sendable(envelope, app_key=app_key, test=test)
+
+
+def sendable(envelope: dict[str, Any], *, app_key: str, test: bool) -> dict[str, Any]:
+    """The envelope as createSignals takes it. Connect's input types are strict, so what
+    the validator only warned about (unknown fields, a sessionId that is no string) is
+    left out here — Connect would drop it anyway, but GraphQL would refuse the whole batch.
+    The import's mode decides `test` on every signal (SPEC §6)."""
+    attributes = envelope.get("identifiableAttributes")
+    signal: dict[str, Any] = {
+        "appKey": envelope["appKey"] if envelope.get("appKey") is not None else app_key,
+        "identifiableAttributes": {
+            key: value
+            for key, value in (attributes.items() if isinstance(attributes, dict) else ())
+            if key in _IDENTITY_KEYS and value is not None
+        },
+    }
+    session = envelope.get("sessionId")
+    if isinstance(session, str):
+        signal["sessionId"] = session
+    signal["test"] = test
+    signal["signalContent"] = envelope.get("signalContent")
+    return signal
+
+
+# --- starting a send -----------------------------------------------------------------------
+
+
+def import_send(
+    *, signal_import: SignalImport, user: User, confirm_skip: int | None = None
+) -> SignalImport:
+    """Write the batch ledger and enqueue the send. A live import needs SEND_LIVE, and when
+    its file has rejected signals, `confirm_skip` equal to how many will be skipped."""
+    if signal_import.mode == ImportMode.LIVE and not user.has_perm(SEND_LIVE):
+        raise PermissionDenied("Sending live needs the “send live” permission.")
+    from signals_app.tasks import send_import  # the tasks module imports this one
+
+    with transaction.atomic():
+        # The row lock makes a double-clicked send wait here and then see the first one.
+        locked = (
+            SignalImport.objects.select_for_update()
+            .select_related("app_key")
+            .get(pk=signal_import.pk)
+        )
+        _check_sendable(locked)
+        source = locked.validation_source
+        skipped = source.rejected
+        if locked.is_live and skipped and confirm_skip != skipped:
+            raise ImportRefused(
+                f"{skipped} rejected signal{'s' if skipped != 1 else ''} will be skipped and "
+                f"{source.valid} sent live: confirm that {skipped} will be skipped to go on."
+            )
+        rejected = set(
+            RejectedSignal.objects.filter(signal_import=source).values_list("signal", flat=True)
+        )
+        if source.signals - len(rejected) != source.valid:
+            raise ImportRefused(
+                "The validation results of this file are incomplete; validate it again."
+            )
+        size = batch_size()
+        ImportBatch.objects.bulk_create(
+            (
+                ImportBatch(
+                    signal_import=locked, number=n, first_signal=first, last_signal=last, size=k
+                )
+                for n, (first, last, k) in enumerate(
+                    batch_ranges(signals=source.signals, rejected=rejected, size=size)
+                )
+            ),
+            batch_size=1000,
+        )
+        locked.batches_total = locked.batches.count()
+        locked.status = ImportStatus.SENDING
+        locked.confirmed_skip = skipped if locked.is_live else 0
+        locked.cancel_requested = False
+        locked.send_started_at = timezone.now()
+        locked.send_finished_at = None
+        locked.sent = locked.accepted = locked.failed = locked.unknown = 0
+        locked.save(
+            update_fields=[
+                "batches_total",
+                "status",
+                "confirmed_skip",
+                "cancel_requested",
+                "send_started_at",
+                "send_finished_at",
+                "sent",
+                "accepted",
+                "failed",
+                "unknown",
+            ]
+        )
+        audit(
+            action="import.send",
+            actor=user,
+            signal_import=locked,
+            mode=locked.mode,
+            signals=source.valid,
+            batches=locked.batches_total,
+            skipped=skipped,
+            confirmed_skip=locked.confirmed_skip,
+        )
+        import_id = locked.pk
+        transaction.on_commit(lambda: send_import.delay(import_id))
+    return locked
+
+
+def _check_sendable(signal_import: SignalImport) -> None:
+    status = signal_import.status
+    if status == ImportStatus.SENDING or signal_import.batches.exists():
+        raise ImportRefused("This import is already sending or was sent; it is sent only once.")
+    if status == ImportStatus.UNREADABLE:
+        raise ImportRefused("This file could not be read, so there is nothing to send.")
+    if status in (ImportStatus.UPLOADED, ImportStatus.VALIDATING):
+        raise ImportRefused("This file is still being checked; send it once its preview is ready.")
+    if status != ImportStatus.VALIDATED:
+        shown = signal_import.get_status_display().lower()
+        raise ImportRefused(f"This import cannot be sent: it is {shown}.")
+    if signal_import.validation_source.valid == 0:
+        raise ImportRefused("This file has no valid signal to send.")
+
+
+def batch_size() -> int:
+    return max(1, min(int(getattr(settings, "SIGNALS_BATCH_SIZE", MAX_BATCH)), MAX_BATCH))
+
+
+def batch_ranges(
+    *, signals: int, rejected: set[int] | frozenset[int], size: int
+) -> list[tuple[int, int, int]]:
+    """(first index, last index, count) of each batch of `size` valid signals, in order;
+    from the counts alone, so starting a send of a 1 GB file never re-reads it."""
+    ranges: list[tuple[int, int, int]] = []
+    first = last = count = 0
+    for index in range(signals):
+        if index in rejected:
+            continue
+        if count == 0:
+            first = index
+        last = index
+        count += 1
+        if count == size:
+            ranges.append((first, last, count))
+            count = 0
+    if count:
+        ranges.append((first, last, count))
+    return ranges
+
+
+# --- the task body -------------------------------------------------------------------------
+
+
+def import_send_run(*, import_id: int, client: SignalsClient | None = None) -> None:
+    """Send the import's PENDING batches in order. Safe to run again at any time: batches
+    already final are never resent, one found IN_FLIGHT becomes UNKNOWN."""
+    with _run_lock(import_id):
+        signal_import = (
+            SignalImport.objects.select_related("app_key__account", "promoted_from")
+            .filter(pk=import_id)
+            .first()
+        )
+        if signal_import is None or signal_import.status != ImportStatus.SENDING:
+            return  # finished, cancelled or gone: a late duplicate of the task
+        stale = ImportBatch.objects.filter(
+            signal_import_id=import_id, state=BatchState.IN_FLIGHT
+        ).update(
+            state=BatchState.UNKNOWN,
+            finished_at=timezone.now(),
+            error="The worker stopped during this call: Connect may have taken the batch. "
+            "It is not resent by itself; check it, then resend it if it is missing.",
+        )
+        if stale:
+            audit(action="batch.unknown_after_restart", signal_import=signal_import, batches=stale)
+        update_counters(import_id=import_id)
+        own_client = client is None
+        sender: SignalsClient = client or connect_client_for(signal_import)
+        try:
+            while True:
+                if _cancel_requested(import_id):
+                    _finish(import_id, ImportStatus.CANCELLED)
+                    return
+                pending = list(
+                    ImportBatch.objects.filter(
+                        signal_import_id=import_id, state=BatchState.PENDING
+                    ).order_by("number")
+                )
+                if pending:
+                    _send_batches(signal_import, pending, sender)
+                    continue
+                if _finish(import_id, ImportStatus.COMPLETED):
+                    return
+        except Exception as exc:
+            _give_up(import_id, exc)
+            raise
+        finally:
+            if own_client:
+                sender.close()
+
+
+def connect_client_for(signal_import: SignalImport) -> ConnectClient:
+    account = signal_import.app_key.account
+    return ConnectClient(
+        endpoint=account.graphql_endpoint,
+        api_key=account.api_key,
+        timeouts=Timeouts(**getattr(settings, "CONNECT_TIMEOUTS", {})),
+    )
+
+
+@contextlib.contextmanager
+def _run_lock(import_id: int) -> Iterator[None]:
+    """One run per import at a time (a redelivered task, a resend's extra task). On
+    PostgreSQL a session advisory lock, freed by the server if the worker dies; SQLite is
+    for development with one worker, so it goes without."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, import_id])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, import_id])
+
+
+def _send_batches(
+    signal_import: SignalImport, pending: list[ImportBatch], client: SignalsClient
+) -> None:
+    """Send these batches in order, reading the file once from the first of them; return
+    early when a cancel was asked (after the current batch)."""
+    signals = iter_valid_signals(signal_import, from_signal=pending[0].first_signal)
+    with contextlib.closing(signals):
+        for batch, batch_signals in group_into_batches(signals, pending):
+            send_batch(batch=batch, signals=batch_signals, client=client)
+            update_counters(import_id=signal_import.pk)
+            if _cancel_requested(signal_import.pk):
+                return
+
+
+def group_into_batches(
+    signals: Iterable[tuple[int, dict[str, Any]]], batches: list[ImportBatch]
+) -> Iterator[tuple[ImportBatch, list[dict[str, Any]]]]:
+    """Pair each batch (in order) with its signals, by index range; lazily."""
+    items = iter(signals)
+    item = next(items, None)
+    for batch in batches:
+        found: list[dict[str, Any]] = []
+        while item is not None and item[0] <= batch.last_signal:
+            if item[0] >= batch.first_signal:
+                found.append(item[1])
+            item = next(items, None)
+        yield batch, found
+
+
+def send_batch(*, batch: ImportBatch, signals: list[dict[str, Any]], client: SignalsClient) -> None:
+    """One batch through its ledger states. Retryable failures (nothing was taken) go back
+    to PENDING between attempts, so a crash while waiting resends nothing twice."""
+    if len(signals) != batch.size:
+        _write_outcome(
+            batch,
+            BatchState.FAILED,
+            from_states=(BatchState.PENDING,),
+            error=f"The stored file no longer gives this batch's {batch.size} signals "
+            f"(found {len(signals)}); nothing was sent.",
+        )
+        return
+    max_attempts = max(1, int(getattr(settings, "SIGNALS_SEND_MAX_ATTEMPTS", 6)))
+    started = time.monotonic()
+    result: SendResult | None = None
+    for attempt in range(1, max_attempts + 1):
+        now = timezone.now()
+        claimed = ImportBatch.objects.filter(pk=batch.pk, state=BatchState.PENDING).update(
+            state=BatchState.IN_FLIGHT,
+            attempts=F("attempts") + 1,
+            started_at=now if attempt == 1 else F("started_at"),
+        )
+        if not claimed:
+            return  # another run took it, or ops changed it meanwhile
+        result = client.create_signals(signals)
+        if result.outcome != Outcome.RETRYABLE or attempt == max_attempts:
+            break
+        delay = retry_delay(attempt=attempt, retry_after=result.retry_after)
+        ImportBatch.objects.filter(pk=batch.pk, state=BatchState.IN_FLIGHT).update(
+            state=BatchState.PENDING,
+            http_status=result.http_status,
+            error=f"attempt {attempt}: {result.error}; retrying in {delay:.1f} s",
+        )
+        log.info("batch %s: %s; retrying in %.1f s", batch.pk, result.error, delay)
+        sleep(delay)
+    assert result is not None
+    error = result.error
+    if result.outcome == Outcome.RETRYABLE:
+        error = f"Gave up after {max_attempts} attempts: {error}"
+    _write_outcome(
+        batch,
+        _STATE_OF_OUTCOME[result.outcome],
+        http_status=result.http_status,
+        error=error,
+        signal_ids=result.signal_ids,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def retry_delay(*, attempt: int, retry_after: float | None) -> float:
+    """Seconds before the next attempt: Connect's Retry-After when it gave one (plus a
+    little jitter so workers do not return together), else exponential backoff with full
+    jitter (AWS architecture blog, "Exponential Backoff And Jitter")."""
+    base = float(getattr(settings, "SIGNALS_SEND_BACKOFF_SECONDS", 0.5))
+    cap = float(getattr(settings, "SIGNALS_SEND_BACKOFF_CAP_SECONDS", 30.0))
+    if retry_after is not None:
+        longest = float(getattr(settings, "SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS", 300.0))
+        return min(retry_after, longest) + random.uniform(0, base)
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+def _write_outcome(
+    batch: ImportBatch,
+    state: str,
+    *,
+    http_status: int | None = None,
+    error: str = "",
+    signal_ids: list[str] | None = None,
+    duration_ms: int | None = None,
+    from_states: tuple[str, ...] = (BatchState.IN_FLIGHT,),
+) -> None:
+    ImportBatch.objects.filter(pk=batch.pk, state__in=from_states).update(
+        state=state,
+        http_status=http_status,
+        error=error,
+        signal_ids=signal_ids or [],
+        finished_at=timezone.now(),
+        duration_ms=duration_ms,
+    )
+
+
+def update_counters(*, import_id: int) -> None:
+    """The import's counters from the ledger (one aggregate over ≤ 2,000 rows)."""
+
+    def total(state: str) -> Sum:
+        return Sum("size", filter=Q(state=state), default=0)
+
+    counts = ImportBatch.objects.filter(signal_import_id=import_id).aggregate(
+        sent=total(BatchState.SENT),
+        failed=total(BatchState.FAILED),
+        unknown=total(BatchState.UNKNOWN),
+    )
+    # SENT means one signalId per signal (connect_client checks), so accepted == sent.
+    SignalImport.objects.filter(pk=import_id).update(accepted=counts["sent"], **counts)
+
+
+def _cancel_requested(import_id: int) -> bool:
+    return SignalImport.objects.filter(pk=import_id, cancel_requested=True).exists()
+
+
+def _finish(import_id: int, status: str) -> bool:
+    """Close the send run; False (and nothing done) when a batch is still to be sent,
+    for instance one that ops resent meanwhile."""
+    with transaction.atomic():
+        signal_import = SignalImport.objects.select_for_update().get(pk=import_id)
+        if signal_import.status != ImportStatus.SENDING:
+            return True
+        open_states = [BatchState.IN_FLIGHT]
+        if status == ImportStatus.COMPLETED:
+            open_states.append(BatchState.PENDING)
+        if signal_import.batches.filter(state__in=open_states).exists():
+            return False
+        update_counters(import_id=import_id)
+        signal_import.refresh_from_db()
+        signal_import.status = status
+        signal_import.send_finished_at = timezone.now()
+        signal_import.save(update_fields=["status", "send_finished_at"])
+        audit(
+            action=f"import.{status}",
+            signal_import=signal_import,
+            sent=signal_import.sent,
+            accepted=signal_import.accepted,
+            failed=signal_import.failed,
+            unknown=signal_import.unknown,
+        )
+    return True
+
+
+def _give_up(import_id: int, exc: Exception) -> None:
+    """The run itself broke (file gone, database error): say so on the import."""
+    try:
+        SignalImport.objects.filter(pk=import_id, status=ImportStatus.SENDING).update(
+            status=ImportStatus.FAILED,
+            error_message=f"Sending stopped: {type(exc).__name__}: {exc}"[:2000],
+            send_finished_at=timezone.now(),
+        )
+        update_counters(import_id=import_id)
+    except Exception:
+        log.exception("import %s: could not record the failure", import_id)
+
+
+# --- ops' and marketers' actions -----------------------------------------------------------
+
+
+def import_cancel(*, signal_import: SignalImport, user: User) -> SignalImport:
+    """Ask a sending import to stop after its current batch."""
+    with transaction.atomic():
+        locked = SignalImport.objects.select_for_update().get(pk=signal_import.pk)
+        if locked.status != ImportStatus.SENDING:
+            raise ImportRefused(
+                f"Only an import that is sending can be cancelled; this one is "
+                f"{locked.get_status_display().lower()}."
+            )
+        if not locked.cancel_requested:
+            locked.cancel_requested = True
+            locked.save(update_fields=["cancel_requested"])
+            audit(action="import.cancel", actor=user, signal_import=locked)
+    return locked
+
+
+def import_promote(
+    *, signal_import: SignalImport, user: User, confirm_skip: int | None = None
+) -> SignalImport:
+    """Send a completed test import's validated signals again, live: a new import."""
+    if not user.has_perm(SEND_LIVE):
+        raise PermissionDenied("Sending live needs the “send live” permission.")
+    with transaction.atomic():
+        tested = SignalImport.objects.select_for_update().get(pk=signal_import.pk)
+        if tested.is_live:
+            raise ImportRefused("This import was already sent live.")
+        if tested.status != ImportStatus.COMPLETED:
+            raise ImportRefused("Only a test import that completed can be promoted to live.")
+        earlier = tested.promotions.first()
+        if earlier is not None:
+            raise ImportRefused(f"This test import was already promoted (import {earlier.pk}).")
+        source = tested.validation_source
+        live = SignalImport.objects.create(
+            created_by=user,
+            app_key=tested.app_key,
+            mode=ImportMode.LIVE,
+            promoted_from=tested,
+            status=ImportStatus.VALIDATED,
+            original_name=tested.original_name,
+            # The file is the source's (see validation_source); the name must be unique.
+            stored_name=f"{source.stored_name[:40]}.promoted-{uuid.uuid4().hex}",
+            size_bytes=source.size_bytes,
+            file_format=source.file_format,
+            compressed=source.compressed,
+            bytes_read=source.bytes_read,
+            validation_started_at=source.validation_started_at,
+            validation_finished_at=source.validation_finished_at,
+            signals=source.signals,
+            valid=source.valid,
+            rejected=source.rejected,
+            errors=source.errors,
+            warnings=source.warnings,
+            contact_key_only=source.contact_key_only,
+            problem_counts=source.problem_counts,
+        )
+        audit(action="import.promote", actor=user, signal_import=live, promoted_from=tested.pk)
+        # A refusal (e.g. no confirmation of the skipped signals) rolls the promotion back.
+        return import_send(signal_import=live, user=user, confirm_skip=confirm_skip)
+
+
+def batch_resend(*, batch: ImportBatch, user: User, reason: str = "") -> ImportBatch:
+    """Ops' one-click resend of a batch whose outcome is unknown or that failed."""
+    from signals_app.tasks import send_import  # the tasks module imports this one
+
+    with transaction.atomic():
+        signal_import = SignalImport.objects.select_for_update().get(pk=batch.signal_import_id)
+        locked = ImportBatch.objects.select_for_update().get(pk=batch.pk)
+        if signal_import.is_live and not user.has_perm(SEND_LIVE):
+            raise PermissionDenied("Resending a live batch needs the “send live” permission.")
+        if locked.state not in (BatchState.UNKNOWN, BatchState.FAILED):
+            raise ImportRefused(
+                f"Only a batch whose outcome is unknown or that failed can be resent; "
+                f"batch {locked.number} is {locked.get_state_display().lower()}."
+            )
+        if signal_import.status not in (
+            ImportStatus.COMPLETED,
+            ImportStatus.SENDING,
+            ImportStatus.FAILED,
+        ):
+            raise ImportRefused(
+                f"Batches of a {signal_import.get_status_display().lower()} import "
+                "cannot be resent."
+            )
+        audit(
+            action="batch.resend",
+            actor=user,
+            signal_import=signal_import,
+            batch=locked.number,
+            previous_state=locked.state,
+            previous_error=locked.error,
+            previous_http_status=locked.http_status,
+            reason=reason,
+        )
+        locked.state = BatchState.PENDING
+        locked.error = ""
+        locked.http_status = None
+        locked.signal_ids = []
+        locked.finished_at = None
+        locked.duration_ms = None
+        locked.save(
+            update_fields=[
+                "state",
+                "error",
+                "http_status",
+                "signal_ids",
+                "finished_at",
+                "duration_ms",
+            ]
+        )
+        signal_import.status = ImportStatus.SENDING
+        signal_import.send_finished_at = None
+        signal_import.error_message = ""
+        signal_import.save(update_fields=["status", "send_finished_at", "error_message"])
+        update_counters(import_id=signal_import.pk)
+        # Always enqueue: a run already going picks the batch up before it finishes (see
+        # _finish); the extra task then waits on the run lock and finds nothing to do.
+        import_id = signal_import.pk
+        transaction.on_commit(lambda: send_import.delay(import_id))
+    return locked

@@ -1,0 +1,52 @@
+"""Template helpers for the import pages: role checks for the navigation, number formats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from signals_app.access import can_import, sees_all_imports
+
+register = template.Library()
+
+
+@register.filter
+def may_import(user: Any) -> bool:
+    return can_import(user)
+
+
+@register.filter
+def sees_all(user: Any) -> bool:
+    return sees_all_imports(user)
+
+
+@register.filter
+def percent(part: int | None, whole: int | None) -> str:
+    """12, 400 -> "3.0 %"; nothing to divide by -> "—"."""
+    if not whole:
+        return "—"
+    return f"{100 * (part or 0) / whole:.1f} %"
+
+
+@register.filter
+def millis(value: int | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value} ms"
+
+
+@register.filter
+def num(value: int | None) -> str:
+    """12345 -> "12,345" (without enabling django.contrib.humanize)."""
+    return "—" if value is None else f"{value:,}"
+
+
+@register.filter
+def share(value: float | None) -> str:
+    """0.1234 -> "12.3 %"; tiny but non-zero shares do not round to nothing."""
+    if not value:
+        return "0 %"
+    if value < 0.001:
+        return "< 0.1 %"
+    return f"{100 * value:.1f} %"

@@ -1,0 +1,616 @@
+"""Web pages of signal imports: upload, the import page (progress, preview, sending, ledger,
+audit), downloads and the history. HTTP only: every workflow is a service call.
+
+Every query starts from `_imports_for(request.user)`, so a marketer can never reach another
+user's import (404, as for an id that does not exist); ops and admins see them all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec
+from urllib.parse import quote
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRefresh
+from django_htmx.middleware import HtmxDetails
+
+from signals_app import charts
+from signals_app.access import (
+    can_import,
+    can_resend,
+    can_send_live,
+    sees_all_imports,
+)
+from signals_app.forms import SORTS, HistoryFilterForm, ImportUploadForm
+from signals_app.json_markup import Marked, json_with_marks
+from signals_app.models import (
+    AuditEvent,
+    BatchState,
+    ImportBatch,
+    ImportMode,
+    ImportStatus,
+    SignalImport,
+)
+from signals_app.services import imports as import_services
+from signals_app.services import sending
+from signals_app.services.errors import ImportRefused
+from signals_app.uploads import UploadSizeCap, human_size, install_upload_cap
+
+P = ParamSpec("P")
+
+RUNNING = {ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportStatus.SENDING}
+NOT_PREVIEWABLE = {ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportStatus.UNREADABLE}
+FINAL_BATCH_STATES = [BatchState.SENT, BatchState.FAILED, BatchState.UNKNOWN]
+REJECTED_PAGE_SIZE = 20
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request past `login_required`, as django-htmx's middleware leaves it."""
+
+    htmx: HtmxDetails
+    user: User
+
+
+# --- access --------------------------------------------------------------------------
+
+
+def _imports_for(user: Any) -> QuerySet[SignalImport]:
+    """The imports this user may see: all for ops and admins, their own for marketers."""
+    if sees_all_imports(user):
+        return SignalImport.objects.all()
+    return SignalImport.objects.filter(created_by=user)
+
+
+def _import_or_404(request: HtmxHttpRequest, public_id: UUID) -> SignalImport:
+    queryset = _imports_for(request.user).select_related(
+        "created_by", "app_key__account", "promoted_from"
+    )
+    return get_object_or_404(queryset, public_id=public_id)
+
+
+def importer_required(
+    view: Callable[Concatenate[Any, P], HttpResponse],
+) -> Callable[Concatenate[Any, P], HttpResponse]:
+    """Marketers and admins upload and send; ops review (403 for them here)."""
+
+    @wraps(view)
+    def wrapper(request: HtmxHttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        if not can_import(request.user):
+            raise PermissionDenied("Only marketers and admins upload and send imports.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+# --- upload --------------------------------------------------------------------------
+
+
+@csrf_exempt  # CSRF is checked by _import_new, after the size cap is installed
+@login_required
+@importer_required
+def import_new(request: HtmxHttpRequest) -> HttpResponse:
+    """Upload a file. The cap must be in place before anything reads the body."""
+    cap = install_upload_cap(request)
+    return _import_new(request, cap)
+
+
+@csrf_protect
+def _import_new(request: HtmxHttpRequest, cap: UploadSizeCap) -> HttpResponse:
+    live_allowed = can_send_live(request.user)
+    status = 200
+    if request.method == "POST":
+        form = ImportUploadForm(request.POST, request.FILES, can_send_live=live_allowed)
+        if cap.refusal:
+            form.is_valid()
+            form.errors.clear()
+            form.add_error("file", cap.refusal)
+            status = 413
+        elif form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                signal_import = import_services.import_create(
+                    user=request.user,
+                    app_key=form.cleaned_data["app_key"],
+                    mode=form.cleaned_data["mode"],
+                    upload=upload,
+                    original_name=upload.name or "upload",
+                    idempotency_key=form.cleaned_data["idempotency_key"],
+                )
+            except ImportRefused as refused:
+                form.add_error(None, str(refused))
+            else:
+                return redirect(_detail_url(signal_import))
+        if form.errors:
+            status = max(status, 400)
+    else:
+        form = ImportUploadForm(can_send_live=live_allowed)
+    context = {
+        "form": form,
+        "can_send_live": live_allowed,
+        "max_bytes": cap.limit,
+        "max_size": human_size(cap.limit),
+        "recent": _imports_for(request.user)
+        .filter(created_by=request.user)
+        .select_related("app_key")[:5],
+    }
+    return TemplateResponse(request, "signals/import_new.html", context, status=status)
+
+
+# --- the import page -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # "validating" or "sending"
+    percent: int
+    facts: list[tuple[str, str]]
+    time_left: str | None
+
+
+def _duration(seconds_float: float) -> str:
+    seconds = max(round(seconds_float), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _time_left(started: datetime | None, fraction: float) -> tuple[float, str | None]:
+    """Seconds elapsed, and the time left at the rate so far (None until it can be told)."""
+    if started is None:
+        return 0.0, None
+    elapsed = (timezone.now() - started).total_seconds()
+    if fraction <= 0 or elapsed <= 0:
+        return elapsed, None
+    if fraction >= 1:
+        return elapsed, "almost done"
+    return elapsed, _duration(elapsed * (1 - fraction) / fraction)
+
+
+def _progress(signal_import: SignalImport) -> Progress | None:
+    if signal_import.status in (ImportStatus.UPLOADED, ImportStatus.VALIDATING):
+        size = signal_import.size_bytes
+        fraction = min(signal_import.bytes_read / size, 1.0) if size else 0.0
+        elapsed, left = _time_left(signal_import.validation_started_at, fraction)
+        rate = signal_import.signals / elapsed if elapsed > 0 else 0
+        facts = [
+            ("Signals read", f"{signal_import.signals:,}"),
+            ("Rate", f"{rate:,.0f} signals/s" if rate else "starting…"),
+            ("Rejected so far", f"{signal_import.rejected:,}"),
+        ]
+        if signal_import.status == ImportStatus.UPLOADED:
+            facts[1] = ("Rate", "waiting for a worker…")
+        return Progress("validating", int(fraction * 100), facts, left)
+    if signal_import.status == ImportStatus.SENDING:
+        total = signal_import.batches_total
+        done = signal_import.batches.filter(state__in=FINAL_BATCH_STATES).count()
+        fraction = done / total if total else 0.0
+        elapsed, left = _time_left(signal_import.send_started_at, fraction)
+        facts = [
+            ("Batches", f"{done:,} of {total:,}"),
+            ("Signals accepted", f"{signal_import.accepted:,}"),
+            ("Failed", f"{signal_import.failed:,}"),
+            ("Outcome unknown", f"{signal_import.unknown:,}"),
+        ]
+        if signal_import.cancel_requested:
+            left = "stopping after the current batch"
+        return Progress("sending", int(fraction * 100), facts, left)
+    return None
+
+
+@dataclass(frozen=True)
+class RejectedView:
+    signal: int
+    line: int | None
+    html: Any
+    raw: str
+    findings: list[Marked]
+    unplaced: list[Marked]
+
+
+def _rejected_view(entry: import_services.RejectedEntry) -> RejectedView:
+    findings = [
+        Marked(path=f.path, severity=f.severity, code=f.code, message=f.message)
+        for f in entry.findings
+    ]
+    if entry.record is None:
+        return RejectedView(entry.signal, entry.line, "", entry.raw, findings, [])
+    html, unplaced = json_with_marks(entry.record, findings)
+    return RejectedView(entry.signal, entry.line, html, "", findings, unplaced)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+@login_required
+@require_GET
+def import_detail(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
+    signal_import = _import_or_404(request, public_id)
+    target = request.htmx.target if request.htmx else None
+    progress = _progress(signal_import)
+    if target == "progress" and progress is None:
+        # The phase changed (validated, sent, cancelled): show the whole page anew.
+        return HttpResponseClientRefresh()
+
+    context: dict[str, Any] = {
+        "imp": signal_import,
+        "progress": progress,
+        "can_import": can_import(request.user),
+        "can_send_live": can_send_live(request.user),
+        "can_resend": can_resend(request.user),
+        "is_owner_or_ops": signal_import.created_by_id == request.user.pk
+        or sees_all_imports(request.user),
+    }
+    template_name = "signals/import_detail.html"
+    if target == "progress":
+        return TemplateResponse(request, template_name + "#progress", context)
+
+    if signal_import.status not in NOT_PREVIEWABLE:
+        context.update(_preview_context(request, signal_import))
+        if target == "rejected":
+            return TemplateResponse(request, template_name + "#rejected", context)
+
+    batches = list(signal_import.batches.all())
+    context.update(
+        {
+            "batches": batches,
+            "batch_counts": sorted(Counter(batch.state for batch in batches).items()),
+            "audit": AuditEvent.objects.filter(signal_import=signal_import).select_related("actor"),
+            "promotions": list(signal_import.promotions.all()),
+            "has_signal_ids": any(batch.signal_ids for batch in batches),
+        }
+    )
+    return TemplateResponse(request, template_name, context)
+
+
+def _preview_context(request: HtmxHttpRequest, signal_import: SignalImport) -> dict[str, Any]:
+    source = signal_import.validation_source
+    filters = {
+        "path": request.GET.get("path") or None,
+        "code": request.GET.get("code") or None,
+        "severity": request.GET.get("severity") or None,
+    }
+    after = _int_or_none(request.GET.get("after"))
+    page = import_services.import_rejected_page(
+        source,
+        after=after,
+        limit=REJECTED_PAGE_SIZE,
+        path=filters["path"],
+        code=filters["code"],
+        severity=filters["severity"],
+    )
+    problems = list(import_services.import_problem_table(source))
+    fixes: list[Any] = []
+    if signal_import.status == ImportStatus.VALIDATED and not signal_import.promoted_from_id:
+        fixes = list(import_services.import_fix_suggestions(source))
+    next_query = None
+    if page.next_after is not None:
+        query = {k: v for k, v in filters.items() if v}
+        query["after"] = str(page.next_after)
+        next_query = "&".join(f"{k}={_quote(v)}" for k, v in query.items())
+    first_query = "&".join(f"{k}={_quote(v)}" for k, v in filters.items() if v)
+    return {
+        "preview": True,
+        "problems": problems,
+        "paths": sorted({row.path for row in problems}),
+        "codes": sorted({row.code for row in problems}),
+        "filters": filters,
+        "filtered": any(filters.values()),
+        "after": after,
+        "rejected_entries": [_rejected_view(entry) for entry in page.entries],
+        "next_query": next_query,
+        "first_query": first_query,
+        "fixes": fixes,
+    }
+
+
+def _quote(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _detail_url(signal_import: SignalImport) -> str:
+    return reverse("signals:import_detail", args=[signal_import.public_id])
+
+
+# --- actions (POST, then back to the page) ---------------------------------------------
+
+
+@login_required
+@require_POST
+@importer_required
+def import_send(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
+    signal_import = _import_or_404(request, public_id)
+    if signal_import.is_live and not can_send_live(request.user):
+        raise PermissionDenied("Sending live needs the “send live” permission.")
+    try:
+        sending.import_send(
+            signal_import=signal_import,
+            user=request.user,
+            confirm_skip=_int_or_none(request.POST.get("confirm_skip")),
+        )
+    except ImportRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        mode = "live" if signal_import.is_live else "as a test"
+        messages.success(request, f"Sending {signal_import.valid:,} signals {mode}.")
+    return redirect(_detail_url(signal_import))
+
+
+@login_required
+@require_POST
+@importer_required
+def import_promote(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
+    signal_import = _import_or_404(request, public_id)
+    if not can_send_live(request.user):
+        raise PermissionDenied("Promoting to live needs the “send live” permission.")
+    try:
+        live = sending.import_promote(
+            signal_import=signal_import,
+            user=request.user,
+            confirm_skip=_int_or_none(request.POST.get("confirm_skip")),
+        )
+    except ImportRefused as refused:
+        messages.error(request, str(refused))
+        return redirect(_detail_url(signal_import))
+    messages.success(request, "Promoted to live: the same validated signals are being sent live.")
+    return redirect(_detail_url(live))
+
+
+@login_required
+@require_POST
+def import_cancel(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
+    signal_import = _import_or_404(request, public_id)
+    if signal_import.created_by_id != request.user.pk and not sees_all_imports(request.user):
+        raise PermissionDenied
+    try:
+        sending.import_cancel(signal_import=signal_import, user=request.user)
+    except ImportRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.info(request, "Cancelling: the import stops after its current batch.")
+    return redirect(_detail_url(signal_import))
+
+
+@login_required
+@require_POST
+@importer_required
+def import_fix(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
+    signal_import = _import_or_404(request, public_id)
+    chosen = request.POST.getlist("fix")
+    if not chosen:
+        messages.error(request, "Tick at least one fix to apply.")
+        return redirect(_detail_url(signal_import))
+    try:
+        fixed = import_services.import_apply_fixes(
+            signal_import=signal_import, user=request.user, fixes=chosen
+        )
+    except ImportRefused as refused:
+        messages.error(request, str(refused))
+        return redirect(_detail_url(signal_import))
+    messages.success(request, "Fixes applied: the corrected file is being checked again.")
+    return redirect(_detail_url(fixed))
+
+
+@login_required
+@require_POST
+def batch_resend(request: HtmxHttpRequest, public_id: UUID, number: int) -> HttpResponse:
+    if not can_resend(request.user):
+        raise PermissionDenied("Only ops and admins resend batches.")
+    signal_import = _import_or_404(request, public_id)
+    batch = get_object_or_404(ImportBatch, signal_import=signal_import, number=number)
+    if batch.state not in (BatchState.UNKNOWN, BatchState.FAILED):
+        messages.error(request, f"Batch {number} is {batch.get_state_display().lower()}.")
+        return redirect(_detail_url(signal_import))
+    if signal_import.is_live and not can_send_live(request.user):
+        raise PermissionDenied("Resending a live batch needs the “send live” permission.")
+    try:
+        sending.batch_resend(batch=batch, user=request.user)
+    except ImportRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"Batch {number} queued to be sent again.")
+    return redirect(_detail_url(signal_import) + "#ledger")
+
+
+# --- downloads -----------------------------------------------------------------------
+
+
+def _download(chunks: Iterator[Any], content_type: str, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(chunks, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _stem(signal_import: SignalImport) -> str:
+    return f"import-{str(signal_import.public_id)[:8]}"
+
+
+@login_required
+@require_GET
+def download_errors(request: HtmxHttpRequest, public_id: UUID) -> HttpResponseBase:
+    signal_import = _import_or_404(request, public_id)
+    chunks = import_services.error_report_csv(signal_import.validation_source)
+    return _download(chunks, "text/csv; charset=utf-8", f"{_stem(signal_import)}-errors.csv")
+
+
+@login_required
+@require_GET
+def download_valid(request: HtmxHttpRequest, public_id: UUID) -> HttpResponseBase:
+    signal_import = _import_or_404(request, public_id)
+    chunks = import_services.valid_signals_ndjson(signal_import.validation_source)
+    return _download(chunks, "application/x-ndjson", f"{_stem(signal_import)}-valid.ndjson")
+
+
+def _signal_ids_csv(signal_import: SignalImport) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["batch", "position", "signalId"])
+    batches = signal_import.batches.filter(state=BatchState.SENT).only("number", "signal_ids")
+    for batch in batches.iterator(chunk_size=50):
+        for position, signal_id in enumerate(batch.signal_ids):
+            writer.writerow([batch.number, position, signal_id])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+@login_required
+@require_GET
+def download_signal_ids(request: HtmxHttpRequest, public_id: UUID) -> HttpResponseBase:
+    signal_import = _import_or_404(request, public_id)
+    return _download(
+        _signal_ids_csv(signal_import),
+        "text/csv; charset=utf-8",
+        f"{_stem(signal_import)}-signal-ids.csv",
+    )
+
+
+# --- history -------------------------------------------------------------------------
+
+HISTORY_PAGE_SIZE = 25
+CHART_DAYS = 30
+
+
+@login_required
+@require_GET
+def history(request: HtmxHttpRequest) -> HttpResponse:
+    visible = _imports_for(request.user)
+    users = (
+        get_user_model()
+        .objects.filter(signal_imports__isnull=False)
+        .distinct()
+        .order_by("username")
+        if sees_all_imports(request.user)
+        else None
+    )
+    form = HistoryFilterForm(request.GET or None, users=users)
+    queryset = visible.select_related("created_by", "app_key")
+    sort = "-created"
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        if data.get("user"):
+            queryset = queryset.filter(created_by=data["user"])
+        if data.get("app_key"):
+            queryset = queryset.filter(app_key=data["app_key"])
+        if data.get("mode"):
+            queryset = queryset.filter(mode=data["mode"])
+        if data.get("status"):
+            queryset = queryset.filter(status=data["status"])
+        if data.get("since"):
+            queryset = queryset.filter(created_at__date__gte=data["since"])
+        if data.get("until"):
+            queryset = queryset.filter(created_at__date__lte=data["until"])
+        sort = data.get("sort") or sort
+    field = SORTS[sort.lstrip("-")]
+    direction = "-" if sort.startswith("-") else ""
+    queryset = queryset.order_by(f"{direction}{field}", f"{direction}id")
+    page = Paginator(queryset, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+
+    context: dict[str, Any] = {
+        "form": form,
+        "page": page,
+        "sort": sort,
+        "columns": _sort_columns(request, sort),
+        "query_without_page": _query(request, drop={"page"}),
+        "filtered": form.is_bound and any(request.GET.get(k) for k in form.fields if k != "sort"),
+        "sees_all": sees_all_imports(request.user),
+        "can_import": can_import(request.user),
+    }
+    template_name = "signals/history.html"
+    if request.htmx and request.htmx.target == "history-results":
+        return TemplateResponse(request, template_name + "#results", context)
+    context.update(_charts(visible))
+    return TemplateResponse(request, template_name, context)
+
+
+def _query(request: HtmxHttpRequest, *, drop: Iterable[str] = (), **changes: str) -> str:
+    params = request.GET.copy()
+    for key in drop:
+        params.pop(key, None)
+    for key, value in changes.items():
+        params[key] = value
+    encoded: str = params.urlencode()
+    return encoded
+
+
+def _sort_columns(request: HtmxHttpRequest, sort: str) -> dict[str, dict[str, str]]:
+    """For each sortable column: the query that sorts by it (toggling) and its aria-sort."""
+    columns = {}
+    for key in SORTS:
+        current = sort.lstrip("-") == key
+        descending = sort.startswith("-")
+        next_sort = key if current and descending else f"-{key}"
+        if not current and key in ("file", "user", "app_key", "mode", "status"):
+            next_sort = key  # text columns start A→Z
+        aria = ("descending" if descending else "ascending") if current else "none"
+        columns[key] = {"query": _query(request, drop={"page"}, sort=next_sort), "aria": aria}
+    return columns
+
+
+def _charts(visible: QuerySet[SignalImport]) -> dict[str, Any]:
+    today = timezone.localdate()
+    days = [today - timedelta(days=CHART_DAYS - 1 - i) for i in range(CHART_DAYS)]
+    per_day: dict[tuple[date, str], int] = {}
+    rows = (
+        ImportBatch.objects.filter(
+            signal_import__in=visible,
+            state=BatchState.SENT,
+            finished_at__date__gte=days[0],
+        )
+        .annotate(day=TruncDate("finished_at"))
+        .values("day", "signal_import__mode")
+        .annotate(n=Sum("size"))
+    )
+    for row in rows:
+        per_day[(row["day"], row["signal_import__mode"])] = row["n"] or 0
+    test = [per_day.get((day, ImportMode.TEST), 0) for day in days]
+    live = [per_day.get((day, ImportMode.LIVE), 0) for day in days]
+
+    causes: Counter[str] = Counter()
+    # Promoted imports reuse their source's findings: count each file once.
+    for counts in visible.filter(promoted_from__isnull=True).values_list(
+        "problem_counts", flat=True
+    ):
+        for item in counts or []:
+            if item.get("severity") == "error":
+                causes[f"{item.get('path')} · {item.get('code')}"] += int(item.get("count", 0))
+    top_causes = causes.most_common(8)
+    return {
+        "sent_total": {"test": sum(test), "live": sum(live)},
+        "chart_days": charts.signals_per_day(days, test, live) if any(test) or any(live) else None,
+        "causes": top_causes,
+        "chart_causes": charts.horizontal_bars(top_causes, title="Top rejection causes")
+        if top_causes
+        else None,
+    }

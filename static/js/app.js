@@ -1,0 +1,39 @@
+// Small behaviours that need no framework. The pages work without them.
+(function () {
+  "use strict";
+
+  // A submit button disables itself so a double click sends one request (the form's
+  // idempotency token makes a second one harmless anyway).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-disable-on-submit")) return;
+    if (!tooLarge(form) && form.checkValidity()) {
+      form.querySelectorAll("button[type=submit]").forEach(function (button) {
+        if (button.dataset.busyLabel) button.textContent = button.dataset.busyLabel;
+        // Disable after the submit has collected the form's values.
+        setTimeout(function () { button.disabled = true; }, 0);
+      });
+      form.setAttribute("aria-busy", "true");
+    } else {
+      event.preventDefault();
+    }
+  });
+
+  // Refuse a file over the cap before it is sent: kinder than a reset connection.
+  function tooLarge(form) {
+    var max = Number(form.dataset.maxBytes || 0);
+    var input = form.querySelector("input[type=file]");
+    var message = form.querySelector("[data-size-error]");
+    if (!max || !input || !input.files || !input.files[0] || !message) return false;
+    var over = input.files[0].size > max;
+    message.hidden = !over;
+    message.textContent = over ? form.dataset.tooLarge : "";
+    if (over) input.focus();
+    return over;
+  }
+
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (input instanceof HTMLInputElement && input.type === "file" && input.form) tooLarge(input.form);
+  });
+})();

@@ -1,0 +1,137 @@
+"""The real parts for sending: the sandbox process and Celery worker processes, against
+PostgreSQL and Redis (CI sets DATABASE_URL and CELERY_BROKER_URL; elsewhere these tests
+skip loudly). The worker uses pytest-django's test database, so tests that enqueue work
+use `django_db(transaction=True)`: what the test writes is committed and visible."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from connectadmin.celery import app as celery_app
+from tests.conftest import require
+from tests.sandbox.support import Sandbox, running_sandbox
+
+READY_TIMEOUT = 60.0
+
+
+class Workers:
+    """Celery worker processes on one private queue, one at a time; each in its own
+    process group so a kill takes its pool child too."""
+
+    def __init__(self, env: dict[str, str], queue: str, logs: Path) -> None:
+        self.env = env
+        self.queue = queue
+        self.logs = logs
+        self.current: subprocess.Popen[bytes] | None = None
+        self.started = 0
+
+    def start(self) -> subprocess.Popen[bytes]:
+        assert self.current is None or self.current.poll() is not None
+        self.started += 1
+        log = self.logs / f"worker-{self.started}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "connectadmin", "worker",
+            "--concurrency", "1", "-Q", self.queue, "-n", f"{self.queue}-{self.started}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+        ]  # fmt: skip
+        with log.open("wb") as out:
+            self.current = subprocess.Popen(
+                command,
+                cwd=django_settings.BASE_DIR,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + READY_TIMEOUT
+        while b" ready." not in log.read_bytes():
+            if self.current.poll() is not None:
+                pytest.fail(f"worker exited ({self.current.returncode}):\n{self.log_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"worker not ready after {READY_TIMEOUT:g} s:\n{self.log_text()}")
+            time.sleep(0.1)
+        return self.current
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool: no clean-up, no acknowledgement."""
+        if self.current is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.current.pid, signal.SIGKILL)
+            self.current.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.current is None or self.current.poll() is not None:
+            self.kill()
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.current.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.current.wait(timeout=15)
+        self.kill()  # whatever is left of the group
+
+    def log_text(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+            for path in sorted(self.logs.glob("worker-*.log"))
+        )
+
+
+@pytest.fixture
+def real_parts(django_db_setup: None) -> None:
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    require(broker.startswith("redis"), "Redis (CELERY_BROKER_URL=redis://...)")
+    require(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL=postgres://...)")
+
+
+@pytest.fixture
+def imports_dir(tmp_path: Path, settings: Any) -> Path:
+    folder = tmp_path / "imports"
+    folder.mkdir()
+    settings.IMPORTS_DIR = folder
+    return folder
+
+
+@pytest.fixture
+def workers(real_parts: None, imports_dir: Path, tmp_path: Path) -> Iterator[Workers]:
+    """A worker factory on a queue of this test's own; the test process enqueues there."""
+    queue = f"sending-test-{uuid.uuid4().hex[:12]}"
+    url = urlsplit(os.environ["DATABASE_URL"])
+    env = {
+        **os.environ,
+        "DATABASE_URL": url._replace(path=f"/{connection.settings_dict['NAME']}").geturl(),
+        "DJANGO_SETTINGS_MODULE": "tests.integration.worker_settings",
+        "IMPORTS_DIR": str(imports_dir),
+        "CONNECTADMIN_VAR_DIR": str(tmp_path / "var"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    logs = tmp_path / "worker-logs"
+    logs.mkdir()
+    pool = Workers(env, queue, logs)
+    previous = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    try:
+        yield pool
+    finally:
+        celery_app.conf.task_default_queue = previous
+        pool.stop()
+
+
+@pytest.fixture
+def sandbox(real_parts: None, tmp_path: Path) -> Iterator[Sandbox]:
+    with running_sandbox(tmp_path / "sandbox") as running:
+        yield running

@@ -1,0 +1,16 @@
+"""Settings of the Celery worker the integration tests start: the project's, with waits
+shrunk so a test of faults and kills ends in seconds."""
+
+from connectadmin.settings import *  # noqa: F403
+
+# A worker killed with SIGKILL leaves its task unacknowledged in Redis; it comes back
+# after the visibility timeout (6 h in production), here after a few seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 4,
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+}
+SIGNALS_SEND_MAX_ATTEMPTS = 12
+SIGNALS_SEND_BACKOFF_SECONDS = 0.05
+SIGNALS_SEND_BACKOFF_CAP_SECONDS = 0.5
+CONNECT_TIMEOUTS = {**CONNECT_TIMEOUTS, "read": 5}  # noqa: F405

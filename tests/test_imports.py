@@ -1,0 +1,632 @@
+"""Imports up to the preview: upload, validation, preview queries, fixes and downloads.
+
+Unit tests: the Celery task body is called directly (the real-worker tests live elsewhere).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import path
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from signals_app.models import (
+    AuditEvent,
+    ImportFinding,
+    ImportStatus,
+    RejectedSignal,
+    SignalImport,
+)
+from signals_app.services import imports
+from signals_app.services.errors import ImportRefused
+from signals_app.uploads import UploadSizeCap, install_upload_cap
+from tests.factories import make_app_key
+
+pytestmark = pytest.mark.django_db
+
+
+# --- a tiny upload view, written the documented way (see signals_app/uploads.py) ---------
+
+
+@csrf_exempt
+def upload_view(request: HttpRequest) -> HttpResponse:
+    cap = install_upload_cap(request)
+    return _upload_view(request, cap)
+
+
+@csrf_protect
+def _upload_view(request: HttpRequest, cap: UploadSizeCap) -> HttpResponse:
+    if cap.refusal:
+        return JsonResponse({"error": cap.refusal}, status=413)
+    upload = request.FILES.get("file")
+    assert isinstance(upload, UploadedFile)
+    return JsonResponse({"size": upload.size, "name": upload.name})
+
+
+urlpatterns = [path("upload/", upload_view)]
+
+
+# --- factories and helpers ----------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _imports_dir(settings: Any, tmp_path: Path) -> None:
+    settings.IMPORTS_DIR = tmp_path / "imports"
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "uploads")
+    Path(settings.FILE_UPLOAD_TEMP_DIR).mkdir()
+
+
+@pytest.fixture
+def user() -> Any:
+    return make_user()
+
+
+@pytest.fixture
+def app_key() -> Any:
+    return make_app_key(key="shop-key", tier="ultimate")
+
+
+def make_user(name: str = "marketer") -> Any:
+    return get_user_model().objects.create_user(username=name, password="pw")
+
+
+def order(n: int = 0, **content: Any) -> dict[str, Any]:
+    signal_content = {"signalType": "order", "currency": "USD", "orderId": f"o-{n}"}
+    signal_content.update(content)
+    return {
+        "appKey": "shop-key",
+        "identifiableAttributes": {"email": f"ann{n}@example.com"},
+        "signalContent": signal_content,
+    }
+
+
+def missing_currency(n: int = 0) -> dict[str, Any]:
+    signal = order(n)
+    del signal["signalContent"]["currency"]
+    return signal
+
+
+def ndjson(*signals: Any) -> bytes:
+    return b"".join(orjson.dumps(s) + b"\n" for s in signals)
+
+
+def create(
+    user: Any, app_key: Any, content: bytes, name: str = "orders.ndjson", **kwargs: Any
+) -> SignalImport:
+    return imports.import_create(
+        user=user,
+        app_key=app_key,
+        mode="test",
+        upload=io.BytesIO(content),
+        original_name=name,
+        **kwargs,
+    )
+
+
+def validated(user: Any, app_key: Any, content: bytes, name: str = "orders.ndjson") -> SignalImport:
+    signal_import = create(user, app_key, content, name)
+    imports.import_validate(import_id=signal_import.pk)
+    signal_import.refresh_from_db()
+    return signal_import
+
+
+# --- upload -------------------------------------------------------------------------------
+
+
+def test_it_keeps_the_upload_under_a_generated_name(
+    user: Any, app_key: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    content = ndjson(order(1), order(2))
+    with django_capture_on_commit_callbacks() as callbacks:
+        signal_import = create(user, app_key, content, name="../../etc/my orders.ndjson")
+
+    assert signal_import.original_name == "my orders.ndjson"
+    assert signal_import.stored_name != signal_import.original_name
+    assert "/" not in signal_import.stored_name and "orders" not in signal_import.stored_name
+    stored = Path(settings.IMPORTS_DIR) / signal_import.stored_name
+    assert stored.read_bytes() == content
+    assert signal_import.size_bytes == len(content)
+    assert signal_import.status == ImportStatus.UPLOADED
+    assert AuditEvent.objects.filter(signal_import=signal_import, action="import_uploaded").exists()
+    # Validation is queued once the row is committed, by id.
+    assert len(callbacks) == 1
+    assert callbacks[0].args == (signal_import.pk,)
+
+
+def test_it_moves_a_temporary_upload_instead_of_copying_it(
+    user: Any, app_key: Any, settings: Any
+) -> None:
+    upload = TemporaryUploadedFile("orders.ndjson", "application/x-ndjson", 0, None)
+    upload.write(ndjson(order()))
+    upload.flush()
+    temporary = Path(upload.temporary_file_path())
+
+    signal_import = imports.import_create(
+        user=user, app_key=app_key, mode="live", upload=upload, original_name="orders.ndjson"
+    )
+    upload.close()  # what Django does at the end of the request: must not fail
+
+    assert not temporary.exists()
+    assert (Path(settings.IMPORTS_DIR) / signal_import.stored_name).exists()
+    assert signal_import.mode == "live"
+
+
+def test_a_double_clicked_submit_makes_one_import(user: Any, app_key: Any) -> None:
+    first = create(user, app_key, ndjson(order()), idempotency_key="token-1")
+    second = create(user, app_key, ndjson(order()), idempotency_key="token-1")
+    assert second.pk == first.pk
+    assert SignalImport.objects.count() == 1
+
+    other_user = create(make_user("other"), app_key, ndjson(order()), idempotency_key="token-1")
+    assert other_user.pk != first.pk
+
+    SignalImport.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(hours=2))
+    later = create(user, app_key, ndjson(order()), idempotency_key="token-1")
+    assert later.pk != first.pk
+
+
+def test_it_refuses_an_unknown_mode(user: Any, app_key: Any) -> None:
+    with pytest.raises(ImportRefused):
+        imports.import_create(
+            user=user, app_key=app_key, mode="prod", upload=io.BytesIO(b"x"), original_name="x"
+        )
+
+
+def multipart_file(size: int) -> io.BytesIO:
+    data = io.BytesIO(b"x" * size)
+    data.name = "big.ndjson"
+    return data
+
+
+@pytest.mark.urls("tests.test_imports")
+def test_an_upload_over_the_cap_is_refused_while_it_streams(settings: Any) -> None:
+    settings.IMPORT_MAX_UPLOAD_BYTES = 200 * 1024
+    # Just over the cap: the declared length looks fine, so the cap stops it mid-stream,
+    # after the temporary file handler has written the first chunks.
+    response = Client().post("/upload/", {"file": multipart_file(200 * 1024 + 10)})
+
+    assert response.status_code == 413
+    assert response.json()["error"].startswith("The file is larger than 200 KiB")
+    assert list(Path(settings.FILE_UPLOAD_TEMP_DIR).iterdir()) == []
+
+
+@pytest.mark.urls("tests.test_imports")
+def test_an_upload_declared_far_over_the_cap_is_refused_before_it_is_written(
+    settings: Any,
+) -> None:
+    settings.IMPORT_MAX_UPLOAD_BYTES = 100 * 1024
+    response = Client().post("/upload/", {"file": multipart_file(400 * 1024)})
+
+    assert response.status_code == 413
+    assert "larger than 100 KiB" in response.json()["error"]
+    assert list(Path(settings.FILE_UPLOAD_TEMP_DIR).iterdir()) == []
+
+
+@pytest.mark.urls("tests.test_imports")
+def test_an_upload_under_the_cap_goes_to_a_temporary_file(settings: Any) -> None:
+    settings.IMPORT_MAX_UPLOAD_BYTES = 200 * 1024
+    response = Client().post("/upload/", {"file": multipart_file(150 * 1024)})
+    assert response.status_code == 200
+    assert response.json() == {"size": 150 * 1024, "name": "big.ndjson"}
+
+
+def test_the_cap_message_names_one_gib() -> None:
+    cap = UploadSizeCap(limit=1024**3)
+    with pytest.raises(Exception, match="StopUpload"):
+        cap.receive_data_chunk(b"x" * 10, 1024**3 - 5)
+    assert cap.refusal is not None
+    assert cap.refusal.startswith("The file is larger than 1 GiB")
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def test_validation_stores_findings_rejected_signals_and_totals(user: Any, app_key: Any) -> None:
+    content = (
+        ndjson(
+            order(0),
+            missing_currency(1),
+            order(2, effect="positve"),  # a warning: Connect drops the field
+            {
+                "appKey": "shop-key",
+                "identifiableAttributes": {"contactKey": "c-1"},
+                "signalContent": {"signalType": "order", "currency": "EUR", "orderId": "o-3"},
+            },
+        )
+        + b"not json at all\n"
+    )
+    signal_import = validated(user, app_key, content)
+
+    assert signal_import.status == ImportStatus.VALIDATED
+    assert signal_import.file_format == "ndjson"
+    assert (signal_import.signals, signal_import.valid, signal_import.rejected) == (5, 3, 2)
+    assert (signal_import.errors, signal_import.warnings) == (2, 1)
+    assert signal_import.contact_key_only == 1
+    assert signal_import.bytes_read == len(content)
+    assert signal_import.validation_finished_at is not None
+
+    findings = list(ImportFinding.objects.filter(signal_import=signal_import).order_by("signal"))
+    assert [(f.signal, f.line, f.path, f.code) for f in findings] == [
+        (1, 2, "signalContent.currency", "required"),
+        (2, 3, "signalContent.effect", "enum"),
+        (4, 5, "", "syntax"),
+    ]
+    rejected = {r.signal: r for r in RejectedSignal.objects.filter(signal_import=signal_import)}
+    assert set(rejected) == {1, 4}
+    assert rejected[1].record == missing_currency(1)
+    assert rejected[1].line == 2
+    assert rejected[4].record is None and rejected[4].raw == "not json at all"
+    assert {(p["path"], p["code"], p["count"]) for p in signal_import.problem_counts} == {
+        ("signalContent.currency", "required", 1),
+        ("signalContent.effect", "enum", 1),
+        ("", "syntax", 1),
+    }
+    assert signal_import.problem_counts[-1]["severity"] == "warning"
+
+
+def test_validation_reports_progress_on_the_row(
+    user: Any, app_key: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imports, "PROGRESS_EVERY_SECONDS", 0)
+    signal_import = create(user, app_key, ndjson(*(order(n) for n in range(600))))
+
+    with CaptureQueriesContext(connection) as queries:
+        imports.import_validate(import_id=signal_import.pk)
+
+    progress = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("UPDATE") and '"signals" = 256' in q["sql"]
+    ]
+    assert progress, "no progress update at signal 256"
+    signal_import.refresh_from_db()
+    assert signal_import.signals == 600
+
+
+def test_findings_are_written_in_chunks(
+    user: Any, app_key: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imports, "FINDINGS_CHUNK", 10)
+    monkeypatch.setattr(imports, "REJECTED_CHUNK", 7)
+    signal_import = validated(user, app_key, ndjson(*(missing_currency(n) for n in range(95))))
+    assert ImportFinding.objects.filter(signal_import=signal_import).count() == 95
+    assert RejectedSignal.objects.filter(signal_import=signal_import).count() == 95
+    assert signal_import.rejected == 95
+
+
+def test_an_unreadable_file_is_refused_with_one_reason(user: Any, app_key: Any) -> None:
+    signal_import = validated(user, app_key, b"hello, world\nthis is not a signal file\n")
+    assert signal_import.status == ImportStatus.UNREADABLE
+    assert signal_import.error_message.startswith("The file cannot be read: The file is not JSON")
+    assert signal_import.signals == 0
+
+
+def test_a_file_broken_further_on_keeps_nothing_half_imported(user: Any, app_key: Any) -> None:
+    data = gzip.compress(ndjson(*(missing_currency(n) for n in range(3000))))
+    signal_import = validated(user, app_key, data[: len(data) // 2], name="orders.ndjson.gz")
+
+    assert signal_import.status == ImportStatus.UNREADABLE
+    assert "truncated" in signal_import.error_message
+    assert not ImportFinding.objects.filter(signal_import=signal_import).exists()
+    assert not RejectedSignal.objects.filter(signal_import=signal_import).exists()
+
+
+def test_an_unregistered_app_key_in_the_file_is_an_error(user: Any, app_key: Any) -> None:
+    make_app_key(key="other-registered-key")
+    unknown_key = order(1)
+    unknown_key["appKey"] = "nobody-knows-me"
+    no_key = order(2)
+    del no_key["appKey"]  # the import's own key fills it
+    other_key = order(3)
+    other_key["appKey"] = "other-registered-key"
+    both = missing_currency(4)
+    both["appKey"] = "nobody-knows-me"
+    wrapped = {"signal": dict(unknown_key)}
+
+    signal_import = validated(
+        user, app_key, ndjson(order(0), unknown_key, no_key, other_key, both, wrapped)
+    )
+
+    assert (signal_import.signals, signal_import.valid, signal_import.rejected) == (6, 3, 3)
+    assert signal_import.errors == 4  # three unregistered keys and one missing currency
+    unregistered = ImportFinding.objects.filter(code=imports.UNREGISTERED_APP_KEY)
+    assert sorted(unregistered.values_list("signal", flat=True)) == [1, 4, 5]
+    assert all(f.path == "appKey" and f.severity == "error" for f in unregistered)
+    assert "nobody-knows-me" in unregistered.first().message  # type: ignore[union-attr]
+    assert {
+        "path": "appKey",
+        "code": "unregistered_app_key",
+        "severity": "error",
+        "count": 3,
+    } in signal_import.problem_counts
+    assert set(RejectedSignal.objects.values_list("signal", flat=True)) == {1, 4, 5}
+
+
+def test_an_unregistered_app_key_in_a_csv_file_is_an_error(user: Any, app_key: Any) -> None:
+    content = (
+        b"appKey,identifiableAttributes.email,signalContent.signalType,"
+        b"signalContent.currency,signalContent.orderId\n"
+        b"shop-key,a@example.com,order,USD,o-1\n"
+        b"stranger,b@example.com,order,USD,o-2\n"
+    )
+    signal_import = validated(user, app_key, content, name="orders.csv")
+    assert (signal_import.valid, signal_import.rejected) == (1, 1)
+    finding = ImportFinding.objects.get(signal_import=signal_import)
+    assert (finding.signal, finding.line, finding.code) == (1, 3, "unregistered_app_key")
+
+
+def test_validating_again_does_not_double_rows(user: Any, app_key: Any) -> None:
+    signal_import = validated(user, app_key, ndjson(order(0), missing_currency(1)))
+    imports.import_validate(import_id=signal_import.pk)
+    signal_import.refresh_from_db()
+
+    assert ImportFinding.objects.filter(signal_import=signal_import).count() == 1
+    assert RejectedSignal.objects.filter(signal_import=signal_import).count() == 1
+    assert (signal_import.signals, signal_import.rejected) == (2, 1)
+
+
+def test_an_import_being_sent_is_not_validated_again(user: Any, app_key: Any) -> None:
+    signal_import = validated(user, app_key, ndjson(missing_currency(1)))
+    SignalImport.objects.filter(pk=signal_import.pk).update(status=ImportStatus.SENDING)
+    imports.import_validate(import_id=signal_import.pk)
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.SENDING
+    assert ImportFinding.objects.filter(signal_import=signal_import).count() == 1
+
+
+# --- preview ------------------------------------------------------------------------------
+
+
+def test_the_problem_table_puts_errors_first_then_counts(user: Any, app_key: Any) -> None:
+    signals = [order(n, effect="positve") for n in range(5)]  # 5 warnings
+    signals += [missing_currency(n) for n in range(5, 7)]  # 2 errors
+    signals += [order(7, orderId="")]  # 1 error
+    signals += [order(8, orderedItems=[{"productId": "p"}, {"productId": "q"}])]  # 4 errors
+    table = imports.import_problem_table(validated(user, app_key, ndjson(*signals)))
+
+    # Errors first, then by signals hit, then by findings.
+    assert [(r.severity, r.path, r.code, r.signals, r.count) for r in table] == [
+        ("error", "signalContent.currency", "required", 2, 2),
+        ("error", "signalContent.orderedItems[].productName", "required", 1, 2),
+        ("error", "signalContent.orderedItems[].unitPrice", "required", 1, 2),
+        ("error", "signalContent.orderId", "required", 1, 1),
+        ("warning", "signalContent.effect", "enum", 5, 5),
+    ]
+    items = table[1]
+    assert items.signals == 1
+    assert items.share == pytest.approx(1 / 9)
+    assert [(e.signal, e.line) for e in items.examples] == [(8, 9), (8, 9)]
+    effect = table[-1]
+    assert [e.signal for e in effect.examples] == [0, 1, 2]
+    assert "positve" in effect.examples[0].message
+
+
+@pytest.fixture
+def many_rejected(user: Any, app_key: Any) -> SignalImport:
+    """120 rejected signals (every third also has a warning) between valid ones."""
+    signals: list[Any] = []
+    for n in range(240):
+        if n % 2:
+            signals.append(order(n))
+        else:
+            signal = missing_currency(n)
+            if n % 3 == 0:
+                signal["signalContent"]["effect"] = "positve"
+            signals.append(signal)
+    signals.append(order(240, effect="negatve"))  # a warning only
+    return validated(user, app_key, ndjson(*signals))
+
+
+def test_rejected_signals_are_paged_by_keyset(many_rejected: SignalImport) -> None:
+    first = imports.import_rejected_page(many_rejected)
+    assert [e.signal for e in first.entries] == list(range(0, 100, 2))
+    assert first.next_after == 98
+    entry = first.entries[0]
+    assert entry.rejected and entry.line == 1
+    assert entry.record == missing_currency(0) | {
+        "signalContent": missing_currency(0)["signalContent"] | {"effect": "positve"}
+    }
+    assert entry.failing_paths == {"signalContent.currency", "signalContent.effect"}
+    assert [(f.severity, f.code) for f in entry.findings] == [
+        ("warning", "enum"),
+        ("error", "required"),
+    ]
+    assert '"currency"' not in entry.record_json
+
+    second = imports.import_rejected_page(many_rejected, after=first.next_after)
+    third = imports.import_rejected_page(many_rejected, after=second.next_after)
+    assert [e.signal for e in second.entries] == list(range(100, 200, 2))
+    assert [e.signal for e in third.entries] == list(range(200, 240, 2))
+    assert third.next_after is None
+
+    deep = imports.import_rejected_page(many_rejected, after=229, limit=3)
+    assert [e.signal for e in deep.entries] == [230, 232, 234]
+    assert deep.next_after == 234
+
+
+def test_rejected_signals_can_be_filtered(many_rejected: SignalImport) -> None:
+    by_pattern = imports.import_rejected_page(
+        many_rejected, path="signalContent.effect", code="enum", limit=500
+    )
+    assert [e.signal for e in by_pattern.entries] == list(range(0, 240, 6))
+    warnings = imports.import_rejected_page(many_rejected, severity="warning", limit=500)
+    assert [e.signal for e in warnings.entries] == list(range(0, 240, 6))
+    with_warning_only = imports.import_rejected_page(
+        many_rejected, severity="warning", limit=500, rejected_only=False
+    )
+    assert with_warning_only.entries[-1].signal == 240
+    assert not with_warning_only.entries[-1].rejected
+    assert with_warning_only.entries[-1].record is None
+    errors = imports.import_rejected_page(many_rejected, code="required", after=230)
+    assert [e.signal for e in errors.entries] == [232, 234, 236, 238]
+    assert imports.import_rejected_page(many_rejected, code="nothing").entries == []
+
+
+def test_rejected_pages_never_use_offset(many_rejected: SignalImport) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        imports.import_rejected_page(many_rejected, after=150)
+        imports.import_rejected_page(many_rejected, after=150, path="signalContent.effect")
+        imports.import_rejected_page(many_rejected, after=150, severity="warning")
+        imports.import_problem_table(many_rejected)
+    assert queries.captured_queries
+    assert not [q for q in queries.captured_queries if "OFFSET" in q["sql"].upper()]
+
+
+# --- fixes --------------------------------------------------------------------------------
+
+
+def fixable_file() -> bytes:
+    add_to_cart = {
+        "appKey": "shop-key",
+        "identifiableAttributes": {"email": "cart@example.com"},
+        "signalContent": {
+            "signalType": "addToCart",
+            "currency": "EUR",
+            "itemQuantity": "2",
+            "productId": "p-1",
+            "productName": "Mug",
+            "unitPrice": "9.95",
+        },
+    }
+    return ndjson(
+        order(0, effect="positve"),
+        order(1, currency="usd"),
+        order(
+            2,
+            orderedItems=[
+                {"productId": "p", "productName": "Pen", "unitPrice": 1.5, "quantity": 3}
+            ],
+        ),
+        add_to_cart,
+        order(4),
+        order(5, effect="positve", currency="eur"),
+    )
+
+
+def test_unambiguous_fixes_are_offered_with_their_counts(user: Any, app_key: Any) -> None:
+    signal_import = validated(user, app_key, fixable_file())
+    fixes = {f.id: f for f in imports.import_fix_suggestions(signal_import)}
+
+    assert set(fixes) == {
+        "enum_spelling|signalContent.effect|positve",
+        "currency_case|signalContent.currency",
+        "item_quantity|signalContent.orderedItems[]",
+        "number_string|signalContent.itemQuantity",
+        "number_string|signalContent.unitPrice",
+    }
+    spelling = fixes["enum_spelling|signalContent.effect|positve"]
+    assert (spelling.before, spelling.after, spelling.signals) == ("positve", "positive", 2)
+    assert fixes["currency_case|signalContent.currency"].signals == 2
+    assert fixes["number_string|signalContent.itemQuantity"].after == "2"
+    assert "itemQuantity" in fixes["item_quantity|signalContent.orderedItems[]"].description
+
+
+def test_an_ambiguous_spelling_is_not_offered(user: Any, app_key: Any) -> None:
+    signal_import = validated(
+        user, app_key, ndjson(order(0, effect="xyz"), order(1, currency="dollars"))
+    )
+    assert imports.import_fix_suggestions(signal_import) == []
+
+
+def test_applying_fixes_makes_a_new_import_that_validates_clean(
+    user: Any, app_key: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    source = validated(user, app_key, fixable_file())
+    # usd, eur (a required currency) and the addToCart's numbers as text are errors.
+    assert (source.rejected, source.warnings) == (3, 3)
+    chosen = [f.id for f in imports.import_fix_suggestions(source)]
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        fixed = imports.import_apply_fixes(signal_import=source, user=user, fixes=chosen)
+    assert callbacks[0].args == (fixed.pk,)
+    assert fixed.pk != source.pk
+    assert fixed.original_name == "orders.fixed.ndjson"
+    assert (fixed.app_key, fixed.mode) == (source.app_key, source.mode)
+    assert AuditEvent.objects.filter(signal_import=fixed, action="import_fixes_applied").exists()
+
+    lines = (Path(settings.IMPORTS_DIR) / fixed.stored_name).read_bytes().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 6
+    assert records[0]["signalContent"]["effect"] == "positive"
+    assert records[1]["signalContent"]["currency"] == "USD"
+    assert records[2]["signalContent"]["orderedItems"][0]["itemQuantity"] == 3
+    assert records[3]["signalContent"]["itemQuantity"] == 2
+    assert records[3]["signalContent"]["unitPrice"] == 9.95
+    assert records[4] == order(4)
+
+    imports.import_validate(import_id=fixed.pk)
+    fixed.refresh_from_db()
+    assert (fixed.signals, fixed.valid, fixed.rejected, fixed.warnings) == (6, 6, 0, 0)
+
+
+def test_only_the_chosen_fixes_are_applied(user: Any, app_key: Any) -> None:
+    source = validated(user, app_key, fixable_file())
+    fixed = imports.import_apply_fixes(
+        signal_import=source, user=user, fixes=["currency_case|signalContent.currency"]
+    )
+    imports.import_validate(import_id=fixed.pk)
+    fixed.refresh_from_db()
+    assert fixed.rejected == 1  # the addToCart signal's numbers as text
+    assert fixed.warnings == 3
+
+
+def test_a_fix_not_offered_is_refused(user: Any, app_key: Any) -> None:
+    source = validated(user, app_key, fixable_file())
+    with pytest.raises(ImportRefused):
+        imports.import_apply_fixes(signal_import=source, user=user, fixes=["made|up"])
+
+
+# --- downloads ----------------------------------------------------------------------------
+
+
+def test_the_error_report_is_safe_in_a_spreadsheet(user: Any, app_key: Any) -> None:
+    formula = order(0)
+    formula["signalContent"]['=HYPERLINK("http://evil")'] = "x"
+    at = order(1)
+    at["@SUM(A1)"] = 1
+    minus = order(2)
+    minus["signalContent"]["-2+3"] = 1
+    signal_import = validated(user, app_key, ndjson(formula, at, minus, missing_currency(3)))
+
+    text = "".join(imports.error_report_csv(signal_import))
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["index", "line", "path", "severity", "code", "message"]
+    assert [row[0] for row in rows[1:]] == ["0", "1", "2", "3"]
+    assert rows[2][2] == "'@SUM(A1)"
+    assert rows[2][5].startswith("'@SUM(A1) is not a field")
+    assert rows[4][1:5] == ["4", "signalContent.currency", "error", "required"]
+    for row in rows[1:]:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert imports.spreadsheet_safe("=1+1") == "'=1+1"
+    assert imports.spreadsheet_safe("\tx") == "'\tx"
+    assert imports.spreadsheet_safe("plain") == "plain"
+
+
+def test_the_valid_signals_file_holds_only_valid_signals(user: Any, app_key: Any) -> None:
+    signals = [order(0), missing_currency(1), order(2), order(3), missing_currency(4), order(5)]
+    signal_import = validated(user, app_key, ndjson(*signals))
+    lines = b"".join(imports.valid_signals_ndjson(signal_import)).splitlines()
+    assert [json.loads(line) for line in lines] == [order(0), order(2), order(3), order(5)]
+
+
+def test_the_valid_signals_file_from_a_json_array(user: Any, app_key: Any) -> None:
+    signals = [missing_currency(0), order(1), order(2, effect="positve")]
+    signal_import = validated(user, app_key, json.dumps(signals).encode(), name="x.json")
+    lines = b"".join(imports.valid_signals_ndjson(signal_import)).splitlines()
+    assert [json.loads(line) for line in lines] == signals[1:]

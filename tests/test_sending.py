@@ -1,0 +1,524 @@
+"""Sending: the Connect client's classification (against httpx.MockTransport) and the batch
+ledger's rules (with a fake client). The real worker and sandbox: tests/integration/."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.exceptions import PermissionDenied
+
+from signals_app.connect_client import (
+    CREATE_SIGNALS,
+    ConnectClient,
+    Outcome,
+    SendResult,
+    parse_retry_after,
+)
+from signals_app.models import (
+    AuditEvent,
+    BatchState,
+    ImportBatch,
+    ImportMode,
+    ImportStatus,
+    RejectedSignal,
+    SignalImport,
+)
+from signals_app.services import sending
+from signals_app.services.errors import ImportRefused
+from tests.factories import make_app_key
+
+# --- the client --------------------------------------------------------------------------
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def client_with(handler: Handler) -> ConnectClient:
+    return ConnectClient(
+        endpoint="http://connect.test/graphql",
+        api_key="secret-key",
+        transport=httpx.MockTransport(handler),
+    )
+
+
+def ids_answer(request: httpx.Request) -> httpx.Response:
+    signals = orjson.loads(request.content)["variables"]["signals"]
+    ids = [str(uuid.uuid4()) for _ in signals]
+    return httpx.Response(200, json={"data": {"createSignals": {"signalIds": ids}}})
+
+
+def test_client_posts_the_mutation_with_variables_and_the_api_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return ids_answer(request)
+
+    with client_with(handler) as client:
+        result = client.create_signals([{"appKey": "a"}, {"appKey": "b"}])
+    assert result.outcome == Outcome.SENT
+    assert len(result.signal_ids) == 2
+    request = seen[0]
+    assert request.method == "POST"
+    assert request.headers["x-api-key"] == "secret-key"
+    assert request.headers["content-type"] == "application/json"
+    body = orjson.loads(request.content)
+    assert body == {
+        "query": CREATE_SIGNALS,
+        "variables": {"signals": [{"appKey": "a"}, {"appKey": "b"}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "outcome"),
+    [
+        (200, {"data": {"createSignals": {"signalIds": ["x"]}}}, {}, Outcome.UNKNOWN),  # 1 of 2
+        (200, {"data": None, "errors": [{"message": "bad"}]}, {}, Outcome.FAILED),
+        (200, {"data": {}}, {}, Outcome.UNKNOWN),
+        (400, {"errors": [{"message": "syntax"}]}, {}, Outcome.FAILED),
+        (401, {"errors": [{"message": "Unauthorized"}]}, {}, Outcome.FAILED),
+        (403, None, {}, Outcome.FAILED),
+        (413, None, {}, Outcome.FAILED),
+        (429, None, {"Retry-After": "3"}, Outcome.RETRYABLE),
+        (502, None, {}, Outcome.RETRYABLE),
+        (503, None, {"Retry-After": "1"}, Outcome.RETRYABLE),
+        (500, None, {}, Outcome.UNKNOWN),
+        (504, None, {}, Outcome.UNKNOWN),
+    ],
+)  # fmt: skip
+def test_client_classifies_each_answer(
+    status: int, body: Any, headers: dict[str, str], outcome: Outcome
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if body is None:
+            return httpx.Response(status, text="nope", headers=headers)
+        return httpx.Response(status, json=body, headers=headers)
+
+    with client_with(handler) as client:
+        result = client.create_signals([{"n": 1}, {"n": 2}])
+    assert result.outcome == outcome
+    assert result.http_status == status
+    if outcome != Outcome.SENT:
+        assert result.error
+
+
+def test_client_reads_graphql_errors_into_the_message() -> None:
+    answer = {
+        "data": None,
+        "errors": [{"message": "signalType is not in the subscription",
+                    "extensions": {"code": "NOT_IN_SUBSCRIPTION", "field": "signals[3]"}}],
+    }  # fmt: skip
+    with client_with(lambda r: httpx.Response(200, json=answer)) as client:
+        result = client.create_signals([{}])
+    assert result.outcome == Outcome.FAILED
+    assert "NOT_IN_SUBSCRIPTION signals[3]: signalType is not in the subscription" in result.error
+
+
+def test_client_honours_retry_after_seconds() -> None:
+    with client_with(lambda r: httpx.Response(429, headers={"Retry-After": "7"})) as client:
+        assert client.create_signals([{}]).retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("exception", "outcome"),
+    [
+        (httpx.ConnectError("refused"), Outcome.RETRYABLE),
+        (httpx.ConnectTimeout("slow"), Outcome.RETRYABLE),
+        (httpx.PoolTimeout("busy"), Outcome.RETRYABLE),
+        (httpx.ReadTimeout("no answer"), Outcome.UNKNOWN),
+        (httpx.ReadError("reset"), Outcome.UNKNOWN),
+        (httpx.RemoteProtocolError("Server disconnected"), Outcome.UNKNOWN),
+        (httpx.WriteError("broken pipe"), Outcome.UNKNOWN),
+        (httpx.UnsupportedProtocol("ftp"), Outcome.FAILED),
+    ],
+)
+def test_client_classifies_transport_errors(exception: Exception, outcome: Outcome) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exception
+
+    with client_with(handler) as client:
+        result = client.create_signals([{}])
+    assert result.outcome == outcome
+    assert result.http_status is None
+    assert type(exception).__name__ in result.error
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    later = format_datetime(now + timedelta(seconds=30), usegmt=True)
+    assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(30)
+    assert parse_retry_after("2.5") == 2.5
+    assert parse_retry_after("-4") == 0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+# --- the ledger --------------------------------------------------------------------------
+
+TOTAL = 23
+REJECTED = (3, 10, 11)
+
+
+class FakeClient:
+    """Answers from a script of outcomes (then SENT); records every batch it was given."""
+
+    def __init__(self, *script: SendResult | Outcome) -> None:
+        self.script = list(script)
+        self.calls: list[list[dict[str, Any]]] = []
+        self.closed = False
+        self.on_call: Callable[[int], None] | None = None
+
+    def create_signals(self, signals: list[dict[str, Any]]) -> SendResult:
+        self.calls.append(signals)
+        if self.on_call:
+            self.on_call(len(self.calls))
+        step = self.script.pop(0) if self.script else Outcome.SENT
+        if isinstance(step, SendResult):
+            return step
+        if step == Outcome.SENT:
+            return SendResult(Outcome.SENT, 200, [f"id-{s['sessionId']}" for s in signals])
+        return SendResult(step, {Outcome.RETRYABLE: 503, Outcome.UNKNOWN: 500}.get(step, 400),
+                          error=f"scripted {step}")  # fmt: skip
+
+    def close(self) -> None:
+        self.closed = True
+
+    def sent_sessions(self) -> list[str]:
+        return [s["sessionId"] for call in self.calls for s in call]
+
+
+def envelope(n: int) -> dict[str, Any]:
+    return {
+        "identifiableAttributes": {"email": f"c{n}@example.com", "nonsense": 1},
+        "sessionId": f"S-{n}",
+        "test": False,
+        "signalContent": {"signalType": "order", "currency": "USD", "orderId": f"O-{n}"},
+        "extraField": "ignored by Connect",
+    }
+
+
+@pytest.fixture
+def imports_dir(tmp_path: Path, settings: Any) -> Path:
+    settings.IMPORTS_DIR = tmp_path
+    settings.SIGNALS_BATCH_SIZE = 5
+    settings.SIGNALS_SEND_BACKOFF_SECONDS = 0.01
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    waits: list[float] = []
+    monkeypatch.setattr(sending, "sleep", waits.append)
+    return waits
+
+
+@pytest.fixture
+def marketer(db: None) -> User:
+    return User.objects.create_user("marketer", password="x")
+
+
+@pytest.fixture
+def sender_live(db: None) -> User:
+    user = User.objects.create_user("live", password="x")
+    user.user_permissions.add(Permission.objects.get(codename="send_live"))
+    return User.objects.get(pk=user.pk)  # fresh permission cache
+
+
+def validated_import(
+    imports_dir: Path, user: User, *, mode: str = ImportMode.TEST, wrapped: bool = False
+) -> SignalImport:
+    """An NDJSON file of TOTAL signals, REJECTED as the validator would have stored them."""
+    name = f"{uuid.uuid4().hex}.ndjson"
+    lines = []
+    for n in range(TOTAL):
+        record: Any = envelope(n)
+        if n == 0:
+            record["appKey"] = "own-app-key"
+        if wrapped:
+            record = {"signal": record}
+        lines.append(orjson.dumps(record) if n not in REJECTED else b"{broken")
+    (imports_dir / name).write_bytes(b"\n".join(lines) + b"\n")
+    signal_import = SignalImport.objects.create(
+        created_by=user,
+        app_key=make_app_key(key="file-app-key"),
+        mode=mode,
+        status=ImportStatus.VALIDATED,
+        original_name="signals.ndjson",
+        stored_name=name,
+        signals=TOTAL,
+        valid=TOTAL - len(REJECTED),
+        rejected=len(REJECTED),
+    )
+    RejectedSignal.objects.bulk_create(
+        RejectedSignal(signal_import=signal_import, signal=n, raw="{broken") for n in REJECTED
+    )
+    return signal_import
+
+
+def batches(signal_import: SignalImport) -> list[ImportBatch]:
+    return list(signal_import.batches.order_by("number"))
+
+
+def test_valid_signals_are_read_with_the_imports_mode_and_app_key(
+    imports_dir: Path, marketer: User
+) -> None:
+    signal_import = validated_import(imports_dir, marketer, wrapped=True)
+    signals = list(sending.iter_valid_signals(signal_import))
+    assert [i for i, _ in signals] == [n for n in range(TOTAL) if n not in REJECTED]
+    first = signals[0][1]
+    assert first == {
+        "appKey": "own-app-key",
+        "identifiableAttributes": {"email": "c0@example.com"},
+        "sessionId": "S-0",
+        "test": True,
+        "signalContent": {"signalType": "order", "currency": "USD", "orderId": "O-0"},
+    }
+    assert {s["appKey"] for _, s in signals[1:]} == {"file-app-key"}
+
+
+def test_it_writes_the_ledger_and_sends_every_valid_signal_once(
+    imports_dir: Path, marketer: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    signal_import = validated_import(imports_dir, marketer)
+    with django_capture_on_commit_callbacks() as callbacks:
+        signal_import = sending.import_send(signal_import=signal_import, user=marketer)
+    assert len(callbacks) == 1  # the task, enqueued once the ledger is committed
+    assert signal_import.status == ImportStatus.SENDING
+    ledger = batches(signal_import)
+    assert [(b.number, b.first_signal, b.last_signal, b.size) for b in ledger] == [
+        (0, 0, 5, 5), (1, 6, 12, 5), (2, 13, 17, 5), (3, 18, 22, 5)
+    ]  # fmt: skip
+    client = FakeClient()
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert client.sent_sessions() == [f"S-{n}" for n in range(TOTAL) if n not in REJECTED]
+    assert all(s["test"] is True for call in client.calls for s in call)
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.COMPLETED
+    assert signal_import.send_finished_at is not None
+    assert (signal_import.sent, signal_import.accepted, signal_import.failed) == (20, 20, 0)
+    ledger = batches(signal_import)
+    assert {b.state for b in ledger} == {BatchState.SENT}
+    assert ledger[1].signal_ids == [f"id-S-{n}" for n in (6, 7, 8, 9, 12)]
+    assert ledger[0].attempts == 1 and ledger[0].http_status == 200
+    assert list(signal_import.audit.values_list("action", flat=True)) == [
+        "import.send", "import.completed"
+    ]  # fmt: skip
+    # A second run (a redelivered task) sends nothing.
+    again = FakeClient()
+    signal_import.status = ImportStatus.SENDING
+    signal_import.save()
+    sending.import_send_run(import_id=signal_import.pk, client=again)
+    assert again.calls == []
+
+
+def test_it_refuses_a_second_send_of_the_same_import(imports_dir: Path, marketer: User) -> None:
+    signal_import = validated_import(imports_dir, marketer)
+    sending.import_send(signal_import=signal_import, user=marketer)
+    with pytest.raises(ImportRefused, match="already sending"):
+        sending.import_send(signal_import=signal_import, user=marketer)
+    assert signal_import.batches.count() == 4
+
+
+def test_it_refuses_an_import_that_is_not_validated(imports_dir: Path, marketer: User) -> None:
+    signal_import = validated_import(imports_dir, marketer)
+    signal_import.status = ImportStatus.UNREADABLE
+    signal_import.save()
+    with pytest.raises(ImportRefused, match="could not be read"):
+        sending.import_send(signal_import=signal_import, user=marketer)
+
+
+def test_it_rejects_live_import_without_permission(imports_dir: Path, marketer: User) -> None:
+    signal_import = validated_import(imports_dir, marketer, mode=ImportMode.LIVE)
+    with pytest.raises(PermissionDenied):
+        sending.import_send(signal_import=signal_import, user=marketer, confirm_skip=3)
+    assert not signal_import.batches.exists()
+
+
+def test_live_import_with_rejected_signals_needs_the_count_confirmed(
+    imports_dir: Path, sender_live: User
+) -> None:
+    signal_import = validated_import(imports_dir, sender_live, mode=ImportMode.LIVE)
+    with pytest.raises(ImportRefused, match="3 rejected signals will be skipped"):
+        sending.import_send(signal_import=signal_import, user=sender_live)
+    with pytest.raises(ImportRefused):
+        sending.import_send(signal_import=signal_import, user=sender_live, confirm_skip=2)
+    signal_import = sending.import_send(
+        signal_import=signal_import, user=sender_live, confirm_skip=3
+    )
+    assert signal_import.confirmed_skip == 3
+    client = FakeClient()
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert all(s["test"] is False for call in client.calls for s in call)
+
+
+def test_retryable_failures_are_retried_with_backoff_then_sent(
+    imports_dir: Path, marketer: User, _no_waiting: list[float]
+) -> None:
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    retry_after = SendResult(Outcome.RETRYABLE, 429, error="slow down", retry_after=2.0)
+    client = FakeClient(Outcome.RETRYABLE, retry_after)
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    first = batches(signal_import)[0]
+    assert first.state == BatchState.SENT and first.attempts == 3
+    assert len(_no_waiting) == 2
+    assert 2.0 <= _no_waiting[1] <= 2.01  # Retry-After honoured, plus a little jitter
+    # Every valid signal exactly once in what Connect took.
+    taken = [s["sessionId"] for call in client.calls[2:] for s in call]  # the first 2 refused
+    assert sorted(taken) == sorted(f"S-{n}" for n in range(TOTAL) if n not in REJECTED)
+
+
+def test_retryable_failures_are_bounded_then_failed(
+    imports_dir: Path, marketer: User, settings: Any
+) -> None:
+    settings.SIGNALS_SEND_MAX_ATTEMPTS = 3
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    client = FakeClient(*[Outcome.RETRYABLE] * 3)
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    first = batches(signal_import)[0]
+    assert (first.state, first.attempts, first.http_status) == (BatchState.FAILED, 3, 503)
+    assert "Gave up after 3 attempts" in first.error
+    signal_import.refresh_from_db()
+    assert (signal_import.status, signal_import.failed, signal_import.sent) == (
+        ImportStatus.COMPLETED, 5, 15
+    )  # fmt: skip
+
+
+def test_graphql_errors_fail_the_batch_with_their_message(
+    imports_dir: Path, marketer: User
+) -> None:
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    refused = SendResult(Outcome.FAILED, 200, error="BATCH_TOO_LARGE: too many")
+    sending.import_send_run(import_id=signal_import.pk, client=FakeClient(Outcome.SENT, refused))
+    second = batches(signal_import)[1]
+    assert (second.state, second.error, second.attempts) == (
+        BatchState.FAILED, "BATCH_TOO_LARGE: too many", 1
+    )  # fmt: skip
+
+
+def test_unknown_outcome_is_never_resent_until_ops_resend_it(
+    imports_dir: Path, marketer: User
+) -> None:
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    client = FakeClient(Outcome.SENT, Outcome.UNKNOWN)
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert len(client.calls) == 4
+    signal_import.refresh_from_db()
+    assert (signal_import.status, signal_import.unknown) == (ImportStatus.COMPLETED, 5)
+    unknown = batches(signal_import)[1]
+    assert unknown.state == BatchState.UNKNOWN
+
+    again = FakeClient()
+    sending.import_send_run(import_id=signal_import.pk, client=again)
+    assert again.calls == []  # not SENDING any more; and an unknown batch is never picked
+
+    sending.batch_resend(batch=unknown, user=marketer, reason="not in Connect")
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.SENDING
+    sending.import_send_run(import_id=signal_import.pk, client=again)
+    assert again.sent_sessions() == ["S-6", "S-7", "S-8", "S-9", "S-12"]
+    signal_import.refresh_from_db()
+    assert (signal_import.status, signal_import.accepted, signal_import.unknown) == (
+        ImportStatus.COMPLETED, 20, 0
+    )  # fmt: skip
+    event = AuditEvent.objects.get(action="batch.resend")
+    assert event.actor == marketer
+    assert event.detail["previous_state"] == "unknown"
+    assert event.detail["reason"] == "not in Connect"
+
+
+def test_a_batch_in_flight_when_a_run_starts_becomes_unknown(
+    imports_dir: Path, marketer: User
+) -> None:
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    ImportBatch.objects.filter(signal_import=signal_import, number=0).update(
+        state=BatchState.IN_FLIGHT, attempts=1
+    )
+    ImportBatch.objects.filter(signal_import=signal_import, number=1).update(state=BatchState.SENT)
+    client = FakeClient()
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert client.sent_sessions() == [f"S-{n}" for n in range(13, 23)]
+    states = [b.state for b in batches(signal_import)]
+    assert states == [BatchState.UNKNOWN, BatchState.SENT, BatchState.SENT, BatchState.SENT]
+    assert "may have taken" in batches(signal_import)[0].error
+
+
+def test_cancel_stops_after_the_current_batch(imports_dir: Path, marketer: User) -> None:
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    client = FakeClient()
+
+    def cancel_during_second_call(calls: int) -> None:
+        if calls == 2:
+            sending.import_cancel(signal_import=signal_import, user=marketer)
+
+    client.on_call = cancel_during_second_call
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert len(client.calls) == 2
+    states = [b.state for b in batches(signal_import)]
+    assert states == [BatchState.SENT, BatchState.SENT, BatchState.PENDING, BatchState.PENDING]
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.CANCELLED
+    with pytest.raises(ImportRefused, match="Only an import that is sending"):
+        sending.import_cancel(signal_import=signal_import, user=marketer)
+
+
+def test_a_completed_test_import_is_promoted_to_live(
+    imports_dir: Path, marketer: User, sender_live: User
+) -> None:
+    tested = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    sending.import_send_run(import_id=tested.pk, client=FakeClient())
+    tested.refresh_from_db()
+    with pytest.raises(PermissionDenied):
+        sending.import_promote(signal_import=tested, user=marketer, confirm_skip=3)
+    with pytest.raises(ImportRefused, match="3 rejected"):
+        sending.import_promote(signal_import=tested, user=sender_live)
+    assert not tested.promotions.exists()  # the refusal rolled the promotion back
+    live = sending.import_promote(signal_import=tested, user=sender_live, confirm_skip=3)
+    assert (live.mode, live.promoted_from, live.app_key) == (
+        ImportMode.LIVE, tested, tested.app_key
+    )  # fmt: skip
+    assert (live.signals, live.valid, live.rejected) == (23, 20, 3)
+    assert live.validation_source == tested
+    client = FakeClient()
+    sending.import_send_run(import_id=live.pk, client=client)
+    assert client.sent_sessions() == [f"S-{n}" for n in range(TOTAL) if n not in REJECTED]
+    assert all(s["test"] is False for call in client.calls for s in call)
+    with pytest.raises(ImportRefused, match="already promoted"):
+        sending.import_promote(signal_import=tested, user=sender_live, confirm_skip=3)
+
+
+def test_a_sent_batch_cannot_be_resent(imports_dir: Path, marketer: User) -> None:
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    sending.import_send_run(import_id=signal_import.pk, client=FakeClient())
+    with pytest.raises(ImportRefused, match="Only a batch whose outcome is unknown"):
+        sending.batch_resend(batch=batches(signal_import)[0], user=marketer)
+
+
+def test_batch_ranges_skip_rejected_signals() -> None:
+    assert sending.batch_ranges(signals=7, rejected={0, 3}, size=2) == [
+        (1, 2, 2), (4, 5, 2), (6, 6, 1)
+    ]  # fmt: skip
+    assert sending.batch_ranges(signals=3, rejected={0, 1, 2}, size=2) == []

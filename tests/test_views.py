@@ -1,0 +1,534 @@
+"""The web UI of imports, through Django's test client: access, upload, preview, sending
+actions, history, and the htmx partial responses."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from connectadmin.models import AppKey
+from signals_app.json_markup import Marked, json_with_marks
+from signals_app.models import (
+    AuditEvent,
+    BatchState,
+    ImportBatch,
+    ImportFinding,
+    ImportMode,
+    ImportStatus,
+    RejectedSignal,
+    SignalImport,
+)
+from tests.factories import make_app_key
+
+pytestmark = pytest.mark.django_db
+
+_names = itertools.count(1)
+
+BAD_RECORD = {
+    "appKey": "app-key",
+    "identifiableAttributes": {"email": "not-an-address"},
+    "signalContent": {"signalType": "addToCart", "productId": "p1", "itemQuantity": 1.5},
+}
+BAD_FINDINGS = [
+    ("identifiableAttributes.email", "identifiableAttributes.email", "format", "Not an e-mail."),
+    ("signalContent.currency", "signalContent.currency", "required", "currency is required."),
+    ("signalContent.itemQuantity", "signalContent.itemQuantity", "type", "Must be an integer."),
+]
+
+
+# --- data, shared with the browser tests ----------------------------------------------
+
+
+def make_user(username: str, role: str | None = None, *, send_live: bool = False) -> User:
+    user = User.objects.create_user(username, password=f"{username}-pass")
+    if role:
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+    if role in ("ops", "admin"):
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    if send_live:
+        from django.contrib.auth.models import Permission
+
+        user.user_permissions.add(Permission.objects.get(codename="send_live"))
+    return user
+
+
+def make_import(user: User, app_key: AppKey | None = None, **fields: Any) -> SignalImport:
+    values: dict[str, Any] = {
+        "created_by": user,
+        "app_key": app_key or make_app_key(),
+        "original_name": f"signals-{next(_names)}.ndjson",
+        "stored_name": uuid.uuid4().hex,
+        "status": ImportStatus.VALIDATED,
+        "mode": ImportMode.TEST,
+        "size_bytes": 4096,
+        "bytes_read": 4096,
+        "file_format": "ndjson",
+        "signals": 10,
+        "valid": 8,
+        "rejected": 2,
+        "errors": 4,
+        "warnings": 1,
+    }
+    values.update(fields)
+    return SignalImport.objects.create(**values)
+
+
+def add_rejected(signal_import: SignalImport, signal: int = 3, line: int | None = 4) -> None:
+    RejectedSignal.objects.create(
+        signal_import=signal_import, signal=signal, line=line, record=BAD_RECORD
+    )
+    for path, pattern, code, message in BAD_FINDINGS:
+        ImportFinding.objects.create(
+            signal_import=signal_import,
+            signal=signal,
+            line=line,
+            path=path,
+            path_pattern=pattern,
+            severity="error",
+            code=code,
+            message=message,
+        )
+    signal_import.problem_counts = [
+        {"path": pattern, "code": code, "severity": "error", "count": 1}
+        for _, pattern, code, _ in BAD_FINDINGS
+    ]
+    signal_import.save(update_fields=["problem_counts"])
+
+
+def add_batches(signal_import: SignalImport, states: list[str]) -> list[ImportBatch]:
+    now = timezone.now()
+    batches = []
+    for number, state in enumerate(states):
+        final = state in (BatchState.SENT, BatchState.FAILED, BatchState.UNKNOWN)
+        batches.append(
+            ImportBatch.objects.create(
+                signal_import=signal_import,
+                number=number,
+                first_signal=number * 500,
+                last_signal=number * 500 + 499,
+                size=500,
+                state=state,
+                attempts=1 if final else 0,
+                http_status={"sent": 200, "failed": 503, "unknown": None}.get(state),
+                error={"failed": "HTTP 503 after 5 attempts", "unknown": "read timeout"}.get(
+                    state, ""
+                ),
+                signal_ids=[f"sid-{number}-{i}" for i in range(3)] if state == "sent" else [],
+                started_at=now - timedelta(seconds=5) if final else None,
+                finished_at=now if final else None,
+                duration_ms=840 if final else None,
+            )
+        )
+    return batches
+
+
+@pytest.fixture
+def marketer(client: Client) -> User:
+    user = make_user("mia", "marketer")
+    client.force_login(user)
+    return user
+
+
+def detail_url(signal_import: SignalImport) -> str:
+    return reverse("signals:import_detail", args=[signal_import.public_id])
+
+
+# --- sign-in and access ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/", "/imports/new", "/history", "/exports", f"/imports/{uuid.uuid4()}"],
+)
+def test_every_page_requires_sign_in(client: Client, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+
+
+def test_it_signs_in_through_the_login_form(client: Client) -> None:
+    make_user("mia", "marketer")
+    page = client.get("/login/")
+    assert page.status_code == 200 and b"Sign in" in page.content
+    response = client.post("/login/", {"username": "mia", "password": "mia-pass"}, follow=True)
+    assert response.redirect_chain[-1][0] == "/"
+    assert b"Hello, mia" in response.content
+    assert b'href="/imports/new"' in response.content  # marketers see Imports
+
+
+def test_it_explains_a_failed_sign_in(client: Client) -> None:
+    make_user("mia", "marketer")
+    response = client.post("/login/", {"username": "mia", "password": "wrong"})
+    assert response.status_code == 200
+    assert b"correct username and password" in response.content
+
+
+def test_navigation_follows_the_role(client: Client) -> None:
+    client.force_login(make_user("otto", "ops"))
+    page = client.get("/").content.decode()
+    assert 'href="/imports/new"' not in page
+    assert 'href="/history"' in page and 'href="/admin/"' in page
+    assert "Sign out" in page
+
+
+def test_ops_may_not_upload(client: Client) -> None:
+    client.force_login(make_user("otto", "ops"))
+    assert client.get("/imports/new").status_code == 403
+
+
+def test_marketer_gets_404_for_someone_elses_import(client: Client, marketer: User) -> None:
+    foreign = make_import(make_user("other", "marketer"))
+    assert client.get(detail_url(foreign)).status_code == 404
+    assert client.post(reverse("signals:import_send", args=[foreign.public_id])).status_code == 404
+
+
+def test_ops_see_every_import(client: Client) -> None:
+    signal_import = make_import(make_user("other", "marketer"))
+    client.force_login(make_user("otto", "ops"))
+    assert client.get(detail_url(signal_import)).status_code == 200
+
+
+def test_an_unknown_import_id_is_404(client: Client, marketer: User) -> None:
+    assert client.get(f"/imports/{uuid.uuid4()}").status_code == 404
+    assert client.get("/imports/not-a-uuid").status_code == 404
+
+
+def test_it_rejects_live_send_without_permission(client: Client, marketer: User) -> None:
+    live = make_import(marketer, mode=ImportMode.LIVE, rejected=0)
+    response = client.post(reverse("signals:import_send", args=[live.public_id]))
+    assert response.status_code == 403
+    live.refresh_from_db()
+    assert live.status == ImportStatus.VALIDATED
+    assert not live.batches.exists()
+
+
+def test_a_marketer_may_not_resend_a_batch(client: Client, marketer: User) -> None:
+    signal_import = make_import(marketer, status=ImportStatus.COMPLETED)
+    add_batches(signal_import, [BatchState.UNKNOWN])
+    url = reverse("signals:batch_resend", args=[signal_import.public_id, 0])
+    assert client.post(url).status_code == 403
+
+
+def test_ops_resend_an_unknown_batch_in_one_click(client: Client) -> None:
+    signal_import = make_import(make_user("mia", "marketer"), status=ImportStatus.COMPLETED)
+    add_batches(signal_import, [BatchState.SENT, BatchState.UNKNOWN])
+    client.force_login(make_user("otto", "ops"))
+    page = client.get(detail_url(signal_import)).content.decode()
+    assert page.count(">Resend</button>") == 1
+    response = client.post(
+        reverse("signals:batch_resend", args=[signal_import.public_id, 1]), follow=True
+    )
+    assert response.status_code == 200
+    assert ImportBatch.objects.get(signal_import=signal_import, number=1).state == "pending"
+    assert "Batch 1 queued to be sent again." in response.content.decode()
+
+
+# --- upload ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def imports_dir(settings: Any, tmp_path: Path) -> Path:
+    settings.IMPORTS_DIR = tmp_path / "imports"
+    return Path(settings.IMPORTS_DIR)
+
+
+def _upload(name: str = "signals.ndjson", content: bytes = b'{"appKey": "k"}\n') -> Any:
+    return SimpleUploadedFile(name, content, content_type="application/octet-stream")
+
+
+def test_the_upload_page_offers_keys_and_explains_live(client: Client, marketer: User) -> None:
+    make_app_key(key="shop-key", tier="premium")
+    make_app_key(key="old-key", active=False)
+    page = client.get("/imports/new").content.decode()
+    assert "shop-key" in page and "Premium" in page
+    assert "old-key" not in page
+    assert 'value="live" disabled' in page
+    assert "send live" in page
+    assert 'name="idempotency_key"' in page
+    assert "data-disable-on-submit" in page
+
+
+def test_a_double_submit_with_the_same_token_creates_one_import(
+    client: Client, marketer: User, imports_dir: Path
+) -> None:
+    app_key = make_app_key()
+    data = {"app_key": app_key.pk, "mode": "test", "idempotency_key": "token-123"}
+    first = client.post("/imports/new", {**data, "file": _upload()})
+    second = client.post("/imports/new", {**data, "file": _upload()})
+    assert first.status_code == second.status_code == 302
+    assert first["Location"] == second["Location"]
+    assert SignalImport.objects.filter(created_by=marketer).count() == 1
+    signal_import = SignalImport.objects.get()
+    assert signal_import.original_name == "signals.ndjson"
+    assert signal_import.stored_name != "signals.ndjson"
+    assert (imports_dir / signal_import.stored_name).exists()
+
+
+def test_a_marketer_without_permission_cannot_upload_live(
+    client: Client, marketer: User, imports_dir: Path
+) -> None:
+    app_key = make_app_key()
+    response = client.post(
+        "/imports/new",
+        {"app_key": app_key.pk, "mode": "live", "idempotency_key": "t", "file": _upload()},
+    )
+    assert response.status_code == 400
+    assert "send live" in response.content.decode()
+    assert not SignalImport.objects.exists()
+
+
+def test_a_file_over_the_cap_gets_a_clear_message(
+    client: Client, marketer: User, imports_dir: Path, settings: Any
+) -> None:
+    settings.IMPORT_MAX_UPLOAD_BYTES = 2048
+    app_key = make_app_key()
+    response = client.post(
+        "/imports/new",
+        {
+            "app_key": app_key.pk,
+            "mode": "test",
+            "idempotency_key": "t",
+            "file": _upload(content=b"x" * 10_000),
+        },
+    )
+    assert response.status_code == 413
+    assert "larger than 2 KiB" in response.content.decode()
+    assert not SignalImport.objects.exists()
+
+
+def test_bad_upload_input_is_a_form_error_not_a_500(client: Client, marketer: User) -> None:
+    response = client.post("/imports/new", {"app_key": "999999", "mode": "sideways"})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Choose a file of signals to upload." in page
+    assert "Select a valid choice" in page
+
+
+# --- the import page -------------------------------------------------------------------
+
+
+def test_the_preview_shows_findings_and_marks_the_failing_fields(
+    client: Client, marketer: User
+) -> None:
+    signal_import = make_import(marketer, contact_key_only=2)
+    add_rejected(signal_import)
+    page = client.get(detail_url(signal_import)).content.decode()
+    # totals and the contactKey-only note
+    assert "Rejected" in page and "identify the contact by <code>contactKey</code> only" in page
+    # the problem table, with counts and an example
+    assert "<code>signalContent.currency</code>" in page
+    assert "currency is required." in page
+    # the rejected signal, pretty-printed, failing lines marked and explained
+    assert 'data-path="identifiableAttributes.email"' in page
+    assert 'class="jl jl-error"' in page
+    assert "format: Not an e-mail." in page
+    assert '<span class="jmissing">missing</span>' in page  # currency, where it belongs
+    assert "Error report (CSV)" in page
+    assert "Send as test" in page
+
+
+def test_the_rejected_list_filters_and_pages_by_keyset(client: Client, marketer: User) -> None:
+    signal_import = make_import(marketer)
+    for signal in range(25):
+        add_rejected(signal_import, signal=signal, line=signal + 1)
+    page = client.get(detail_url(signal_import)).content.decode()
+    assert page.count('<article class="signal"') == 20
+    assert "after=19" in page  # the next page starts after the last signal shown
+    second = client.get(detail_url(signal_import) + "?after=19").content.decode()
+    assert second.count('<article class="signal"') == 5
+    assert "Signal 24" in second and "Signal 19<" not in second
+    filtered = client.get(detail_url(signal_import) + "?code=nothing-like-this").content.decode()
+    assert "No rejected signal matches these filters." in filtered
+
+
+def test_a_live_import_with_rejected_signals_asks_to_confirm_the_skip(client: Client) -> None:
+    user = make_user("lea", "marketer", send_live=True)
+    client.force_login(user)
+    live = make_import(user, mode=ImportMode.LIVE, rejected=2)
+    page = client.get(detail_url(live)).content.decode()
+    assert 'name="confirm_skip" value="2" required' in page
+    assert "2 rejected signals</strong> will be skipped" in page
+
+
+def test_the_sending_page_shows_the_ledger_and_progress(client: Client, marketer: User) -> None:
+    signal_import = make_import(
+        marketer,
+        status=ImportStatus.SENDING,
+        batches_total=4,
+        accepted=500,
+        failed=500,
+        unknown=500,
+        send_started_at=timezone.now() - timedelta(seconds=30),
+    )
+    add_batches(signal_import, ["sent", "failed", "unknown", "pending"])
+    AuditEvent.objects.create(signal_import=signal_import, actor=marketer, action="import.send")
+    page = client.get(detail_url(signal_import)).content.decode()
+    assert "Sending to Connect" in page and "3 of 4" in page
+    assert 'hx-trigger="every 1s"' in page
+    assert "HTTP 503 after 5 attempts" in page and "Outcome unknown" in page
+    assert ">Cancel</button>" in page
+    assert "import.send" in page
+    assert "signalIds (CSV)" in page
+
+
+def test_htmx_progress_polling_gets_only_the_progress_part(client: Client, marketer: User) -> None:
+    signal_import = make_import(
+        marketer,
+        status=ImportStatus.VALIDATING,
+        size_bytes=1000,
+        bytes_read=250,
+        signals=5000,
+        validation_started_at=timezone.now() - timedelta(seconds=10),
+    )
+    response = client.get(
+        detail_url(signal_import), headers={"HX-Request": "true", "HX-Target": "progress"}
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in body and body.strip().startswith('<section id="progress"')
+    assert "25 %" in body and "5,000" in body and "signals/s" in body
+
+
+def test_htmx_polling_reloads_the_page_when_the_phase_ends(client: Client, marketer: User) -> None:
+    signal_import = make_import(marketer, status=ImportStatus.VALIDATED)
+    response = client.get(
+        detail_url(signal_import), headers={"HX-Request": "true", "HX-Target": "progress"}
+    )
+    assert response["HX-Refresh"] == "true"
+
+
+def test_htmx_rejected_paging_gets_only_the_list(client: Client, marketer: User) -> None:
+    signal_import = make_import(marketer)
+    add_rejected(signal_import)
+    response = client.get(
+        detail_url(signal_import), headers={"HX-Request": "true", "HX-Target": "rejected"}
+    )
+    body = response.content.decode()
+    assert body.strip().startswith('<section class="card" id="rejected"')
+    assert "Problems by field" not in body
+
+
+def test_the_signal_ids_download(client: Client, marketer: User) -> None:
+    signal_import = make_import(marketer, status=ImportStatus.COMPLETED)
+    add_batches(signal_import, ["sent", "sent"])
+    response = client.get(reverse("signals:download_signal_ids", args=[signal_import.public_id]))
+    text = b"".join(response.streaming_content).decode()  # type: ignore[attr-defined]
+    assert text.splitlines()[0] == "batch,position,signalId"
+    assert "1,2,sid-1-2" in text
+
+
+def test_the_error_report_download(client: Client, marketer: User) -> None:
+    signal_import = make_import(marketer)
+    add_rejected(signal_import)
+    response = client.get(reverse("signals:download_errors", args=[signal_import.public_id]))
+    assert response.status_code == 200
+    assert "attachment" in response["Content-Disposition"]
+    text = b"".join(
+        chunk if isinstance(chunk, bytes) else chunk.encode()
+        for chunk in response.streaming_content  # type: ignore[attr-defined]
+    ).decode()
+    assert "currency is required." in text
+
+
+# --- history --------------------------------------------------------------------------
+
+
+def test_history_filters_by_mode_user_status_and_date(client: Client) -> None:
+    mia, lea = make_user("mia", "marketer"), make_user("lea", "marketer")
+    key = make_app_key(key="shop-key")
+    make_import(mia, key, original_name="mia-test.json")
+    make_import(mia, key, original_name="mia-live.json", mode=ImportMode.LIVE)
+    old = make_import(lea, original_name="lea-old.csv", status=ImportStatus.COMPLETED)
+    SignalImport.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
+    client.force_login(make_user("otto", "ops"))
+
+    def names(query: str) -> set[str]:
+        page = client.get("/history?" + query).content.decode()
+        return {n for n in ("mia-test.json", "mia-live.json", "lea-old.csv") if n in page}
+
+    assert names("") == {"mia-test.json", "mia-live.json", "lea-old.csv"}
+    assert names("mode=live") == {"mia-live.json"}
+    assert names(f"user={lea.pk}") == {"lea-old.csv"}
+    assert names(f"app_key={key.pk}") == {"mia-test.json", "mia-live.json"}
+    assert names("status=completed") == {"lea-old.csv"}
+    since = (timezone.localdate() - timedelta(days=7)).isoformat()
+    assert names(f"since={since}") == {"mia-test.json", "mia-live.json"}
+    assert (
+        "No import matches these filters." in client.get("/history?status=failed").content.decode()
+    )
+
+
+def test_history_sorts_by_a_column(client: Client, marketer: User) -> None:
+    make_import(marketer, original_name="b.json")
+    make_import(marketer, original_name="a.json")
+    page = client.get("/history?sort=file").content.decode()
+    assert page.index("a.json") < page.index("b.json")
+    assert 'aria-sort="ascending"' in page
+    page = client.get("/history?sort=-file").content.decode()
+    assert page.index("b.json") < page.index("a.json")
+    assert client.get("/history?sort=evil").status_code == 200  # ignored, not a 500
+
+
+def test_a_marketer_sees_only_their_own_history(client: Client, marketer: User) -> None:
+    make_import(marketer, original_name="mine.json")
+    make_import(make_user("other", "marketer"), original_name="theirs.json")
+    page = client.get("/history").content.decode()
+    assert "mine.json" in page and "theirs.json" not in page
+    assert 'name="user"' not in page  # no user filter for a marketer
+
+
+def test_history_is_empty_with_a_next_step(client: Client, marketer: User) -> None:
+    page = client.get("/history").content.decode()
+    assert "No imports yet." in page and "Upload a file of signals" in page
+
+
+def test_history_draws_its_charts_as_inline_svg(client: Client, marketer: User) -> None:
+    signal_import = make_import(marketer, status=ImportStatus.COMPLETED)
+    add_rejected(signal_import)
+    add_batches(signal_import, ["sent", "sent"])
+    page = client.get("/history").content.decode()
+    assert page.count("<svg") == 2
+    assert "Signals sent per day" in page and "1,000 test" in page
+    assert "signalContent.currency · required" in page
+
+
+def test_htmx_history_filtering_gets_only_the_results(client: Client, marketer: User) -> None:
+    make_import(marketer, original_name="mine.json")
+    response = client.get(
+        "/history?mode=test", headers={"HX-Request": "true", "HX-Target": "history-results"}
+    )
+    body = response.content.decode()
+    assert body.strip().startswith('<section id="history-results"')
+    assert "mine.json" in body and "<svg" not in body
+
+
+def test_exports_is_a_placeholder(client: Client, marketer: User) -> None:
+    assert b"Coming soon" in client.get("/exports").content
+
+
+# --- the JSON markup ------------------------------------------------------------------
+
+
+def test_json_markup_marks_present_and_missing_fields() -> None:
+    html, unplaced = json_with_marks(
+        {"a": {"b": [1, {"c": "<x>"}]}},
+        [
+            Marked("a.b[1].c", "error", "type", "bad c"),
+            Marked("a.d", "warning", "required", "d is missing"),
+            Marked("zzz[3]", "error", "type", "nowhere"),
+        ],
+    )
+    assert 'data-path="a.b[1].c"' in html and "&lt;x&gt;" in html
+    assert 'data-path="a.d"' in html and "jl-warning" in html
+    assert [m.path for m in unplaced] == ["zzz[3]"]
