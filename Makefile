@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean samples-large
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+## A large sample file for the demo: var/samples/large.ndjson (N signals, 5% with errors).
+N ?= 100000
+samples-large: $(STAMP)
+	$(PY) bench/validate.py --signals $(N) --generate-only --out var/samples/gen --seed 11
+	sed -e 's/3f9a1c7e0b2d4a6f8e1c3b5d7f9/demo-ultimate-appkey/g' \
+	    -e 's/a81c0e5d3b7f49e2c6a8d0b4f13/demo-ultimate-appkey/g' \
+	    -e 's/0d7e2b9c4f6a81e3d5b7c9f0a2e/demo-ultimate-appkey/g' \
+	    var/samples/gen/signals-$(N)-s11-v3.ndjson > var/samples/large.ndjson
+	@echo "wrote var/samples/large.ndjson ($(N) signals)"
