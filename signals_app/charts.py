@@ -102,7 +102,7 @@ def horizontal_bars(rows: Sequence[tuple[str, int]], *, title: str) -> SafeStrin
     for index, (label, count) in enumerate(rows):
         y = 4 + index * row_h
         w = max(plot_w * count / top_value, 2)
-        shown = label if len(label) <= 40 else "…" + label[-39:]
+        shown = label if len(label) <= 34 else "…" + label[-33:]  # fits label_w at 12px
         parts.append(
             f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end" font-size="12" '
             f'fill="{INK}">{escape(shown)}</text>'

@@ -39,8 +39,15 @@ from signals_app.validation.values import (
 
 # A clean signal: (its type, whether a contactKey is its only identifiable attribute).
 Clean = tuple[str, bool]
+# The same as a number (FastPath.classify_json): not sure, clean, clean by contactKey only.
+NOT_SURE, CLEAN, CLEAN_CONTACT_KEY_ONLY = 0, 1, 2
 
 _FINITE = Meta(ge=-sys.float_info.max, le=sys.float_info.max)
+# Integers that ijson's parser (yajl) also takes: it refuses a JSON array holding a wider
+# one, which msgspec and orjson would read. Such a record is not called clean here, so a
+# JSON array judged in parts (validate.py) never waves one through. An integer written
+# in a number field is no longer read as a float, which changes no verdict.
+_Int64 = Annotated[int, Meta(ge=-(2**63) + 1, le=2**63 - 1)]
 # Non-empty is checked in C; "not blank" (all whitespace) after the decode with
 # str.isspace, the engine's own test, because a regex pattern here costs half the speed.
 _NonBlank = Annotated[str, Meta(min_length=1)]
@@ -70,9 +77,9 @@ def _value_type(field: Field) -> Any:
             return Annotated[str, Meta(max_length=field.max_length)]
         return _NonBlank if field.required else str
     if kind is Kind.NUMBER:
-        return Annotated[float, _FINITE]
+        return _Int64 | Annotated[float, _FINITE]
     if kind is Kind.INTEGER:
-        return int
+        return _Int64
     if kind is Kind.BOOLEAN:
         return bool
     if kind is Kind.CURRENCY:
@@ -236,43 +243,66 @@ class FastPath:
 
     def check_json(self, raw: bytes) -> Clean | None:
         """A clean signal's verdict, or None when the engine must judge the record."""
-        try:
-            if self.prefer_wrapper:
-                envelope = self._wrapper_decoder.decode(raw).signal
-            else:
-                envelope = self._envelope_decoder.decode(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return None
-        return self._post_check(envelope)
+        envelope = self._decode_json(raw)
+        return None if envelope is None else self._verdict(envelope)
 
     def check_value(self, value: Any) -> Clean | None:
         """The same for a record already read into Python objects (JSON arrays, CSV)."""
+        envelope = self._convert(value)
+        return None if envelope is None else self._verdict(envelope)
+
+    def classify_json(self, raw: bytes) -> int:
+        """check_json as a number, for counting whole blocks in C: NOT_SURE, CLEAN or
+        CLEAN_CONTACT_KEY_ONLY (clean, identified by a contactKey alone)."""
+        envelope = self._decode_json(raw)
+        return NOT_SURE if envelope is None else self._post_check(envelope)
+
+    def classify_value(self, value: Any) -> int:
+        """check_value as a number (see classify_json)."""
+        envelope = self._convert(value)
+        return NOT_SURE if envelope is None else self._post_check(envelope)
+
+    def _decode_json(self, raw: bytes) -> Any:
         try:
             if self.prefer_wrapper:
-                envelope = msgspec.convert(value, self._wrapper).signal
-            else:
-                envelope = msgspec.convert(value, self._envelope)
+                return self._wrapper_decoder.decode(raw).signal
+            return self._envelope_decoder.decode(raw)
+        # msgspec raises UnicodeDecodeError for bytes that are not UTF-8: the engine's
+        # stage reports those (or refuses the file).
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+            return None
+
+    def _convert(self, value: Any) -> Any:
+        try:
+            if self.prefer_wrapper:
+                return msgspec.convert(value, self._wrapper).signal
+            return msgspec.convert(value, self._envelope)
         except msgspec.ValidationError:
             return None
-        return self._post_check(envelope)
 
-    def _post_check(self, envelope: Any) -> Clean | None:
+    def _verdict(self, envelope: Any) -> Clean | None:
+        code = self._post_check(envelope)
+        if code == NOT_SURE:
+            return None
+        return _CONTENT_PLANS[type(envelope.signalContent)][0], code == CLEAN_CONTACT_KEY_ONLY
+
+    def _post_check(self, envelope: Any) -> int:
         """What depends on the run (the default app key) or on several members: exactly one
         identifiable attribute, checked by library (e-mail, phone)."""
         app_key = envelope.appKey
         if app_key is UNSET:
             if not self._default_app_key:
-                return None
+                return NOT_SURE
         elif app_key.isspace():
-            return None
+            return NOT_SURE
         ids = envelope.identifiableAttributes
         if len(ids) != 1:
-            return None  # none is an error, several are ambiguous: the engine says which
+            return NOT_SURE  # none is an error, several are ambiguous: the engine says which
         kind, value = ids.popitem()  # the dict is ours; popitem avoids an iterator
         if _IDENTITY_PROBLEM[kind](value):
-            return None
+            return NOT_SURE
         content = envelope.signalContent
-        signal_type, unfit = _CONTENT_PLANS[type(content)]
+        unfit = _CONTENT_PLANS[type(content)][1]
         if unfit is not None and unfit(content):
-            return None
-        return signal_type, kind == "contactKey"
+            return NOT_SURE
+        return CLEAN_CONTACT_KEY_ONLY if kind == "contactKey" else CLEAN

@@ -157,6 +157,49 @@ class SignalFile:
         self._delimiter = ","
         self.format = self._detect()
 
+    @property
+    def bom_length(self) -> int:
+        """Bytes of a UTF-8 byte order mark at the start of the content (0 or 3)."""
+        return self._bom
+
+    @property
+    def delimiter(self) -> str:
+        """The CSV delimiter (CSV formats)."""
+        return self._delimiter
+
+    @property
+    def max_record_bytes(self) -> int:
+        return self._max_record_bytes
+
+    def csv_header(self) -> tuple[list[str], int, int] | None:
+        """CSV formats: the header row as the reader takes it, the lines it spans (blank
+        lines before it included) and the byte offset where the rows after it start; None
+        when the header cannot be read (iterating the file then says why)."""
+        self._raise_csv_field_limit()
+        stream = self._content()
+        stream.read(self._bom)
+        consumed = self._bom
+
+        def lines() -> Iterator[str]:
+            nonlocal consumed
+            for line in stream:
+                consumed += len(line)
+                yield line.decode()
+
+        reader = csv.reader(lines(), delimiter=self._delimiter, strict=True)
+        try:
+            header = next((row for row in reader if any(row)), None)
+        except (UnicodeDecodeError, csv.Error):
+            return None
+        if header is None:
+            return None
+        return header, reader.line_num, consumed
+
+    def _raise_csv_field_limit(self) -> None:
+        if csv.field_size_limit() < self._max_record_bytes:
+            # A cell of JSON may be long; the module-wide limit is only ever raised.
+            csv.field_size_limit(self._max_record_bytes)
+
     def position(self) -> int:
         """Bytes of the file on disk consumed so far (compressed bytes for a gzip file)."""
         if self._file.closed:
@@ -242,9 +285,7 @@ class SignalFile:
             ) from None
 
     def _csv_records(self, stream: io.BufferedReader[Any]) -> Iterator[Record]:
-        if csv.field_size_limit() < self._max_record_bytes:
-            # A cell of JSON may be long; the module-wide limit is only ever raised.
-            csv.field_size_limit(self._max_record_bytes)
+        self._raise_csv_field_limit()
         # Decoding line by line (in C, through map) lets a decoding error name its line.
         # strict: an unclosed quote is refused at the end rather than swallowing the rest.
         reader = csv.reader(map(bytes.decode, stream), delimiter=self._delimiter, strict=True)
@@ -253,9 +294,7 @@ class SignalFile:
             header = next((row for row in reader if any(row)), None)
             if header is None:
                 return
-            build = (
-                _export_row_builder(header) if self.format == "export-csv" else _row_builder(header)
-            )
+            build = csv_row_builder(self.format, header)
             line_num = reader.line_num
             index = 0
             for row in reader:
@@ -371,6 +410,11 @@ class SignalFile:
                 self._delimiter = delimiter
                 return "csv"
         return None
+
+
+def csv_row_builder(file_format: str, header: list[str]) -> Callable[[list[str]], dict[str, Any]]:
+    """What turns one row of a CSV format into an envelope (empty: the row is skipped)."""
+    return _export_row_builder(header) if file_format == "export-csv" else _row_builder(header)
 
 
 def _bad_csv(exc: csv.Error, start: int, line: int) -> UnreadableFile:

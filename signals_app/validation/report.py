@@ -33,8 +33,13 @@ class FindingBuffer:
     )
 
     def add(self, finding: Finding) -> None:
-        self.spool.write(orjson.dumps(finding.as_dict()).decode())
-        self.spool.write("\n")
+        self.spool.write(orjson.dumps(finding.as_dict(), option=orjson.OPT_APPEND_NEWLINE).decode())
+
+    __call__ = add  # a finding sink itself (validate.LineSink)
+
+    def add_json_lines(self, text: str) -> None:
+        """Findings already written as NDJSON lines, each ending in a newline."""
+        self.spool.write(text)
 
     def examples(self) -> dict[tuple[str, str, str], list[Finding]]:
         """The first findings of each field, code and severity (for the text report)."""

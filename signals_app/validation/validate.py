@@ -1,39 +1,61 @@
 """Validating a whole file: read records as a stream, let the fast path wave clean signals
 through, and hand everything else to the rule engine for its findings.
 
-Large uncompressed NDJSON files are split by byte ranges over the machine's cores; each
-part reports findings relative to its start and the parts are stitched back in file order,
-so the report is the same as a single pass.
+Large uncompressed NDJSON, CSV and one-element-per-line JSON array files are split by byte
+ranges over the machine's cores; each part reports findings relative to its start and the
+parts are stitched back in file order, so the report is the same as a single pass. A part
+that cannot be judged apart from the rest (a JSON array laid out otherwise, a CSV split
+inside a quoted cell, anything the single pass would refuse) sends the whole file down the
+single pass, which then gives the findings or the refusal.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, Protocol
 
 import orjson
 
 from signals_app.validation.engine import check_signal, unwrap
-from signals_app.validation.fastpath import FastPath
+from signals_app.validation.fastpath import CLEAN, CLEAN_CONTACT_KEY_ONLY, NOT_SURE, FastPath
 from signals_app.validation.findings import ERROR, Code, Finding, Issue, Summary
-from signals_app.validation.readers import Record, UnreadableFile, open_signal_file
+from signals_app.validation.readers import (
+    Record,
+    SignalFile,
+    UnreadableFile,
+    csv_row_builder,
+    open_signal_file,
+)
 from signals_app.validation.schema import Tier
 
 FindingSink = Callable[[Finding], None]
+IssueWriter = Callable[[int, int | None, Issue], None]
 ProgressSink = Callable[[int, int], None]  # (bytes read, file size)
 
 DEFAULT_MAX_INFLATED = 4 * 1024**3
 BOM = b"\xef\xbb\xbf"
 # Below this, forking workers costs more than it saves.
 PARALLEL_MIN_BYTES = 64 * 1024**2
+
+
+class LineSink(Protocol):
+    """A finding sink that also takes findings already written as NDJSON lines (the
+    contract's format, one finding per line, each ending in a newline)."""
+
+    def __call__(self, finding: Finding) -> None: ...
+
+    def add_json_lines(self, text: str) -> None: ...
 
 
 class BadEncoding(UnreadableFile):
@@ -62,10 +84,13 @@ def _parse(raw: bytes) -> Any:
 class _Judge:
     """Judges records one by one and keeps the summary."""
 
-    def __init__(self, options: Options, sink: FindingSink | None) -> None:
+    def __init__(
+        self, options: Options, sink: FindingSink | None, writer: IssueWriter | None = None
+    ) -> None:
         self.options = options
         self.fast = FastPath(tier=options.tier, default_app_key=options.default_app_key)
         self.sink = sink
+        self.writer = writer  # instead of the sink: takes the issue without a Finding
         self.summary = Summary()
 
     def judge_value(self, index: int, line: int | None, value: Any) -> None:
@@ -94,6 +119,10 @@ class _Judge:
             return
         self._full(index, line, value)
 
+    def judge_unclear_value(self, index: int, line: int | None, value: Any) -> None:
+        """A record the fast path did not call clean, read already: the engine judges it."""
+        self._full(index, line, value)
+
     def _clean(self, contact_key_only: bool) -> None:
         self.add_clean(1, 1 if contact_key_only else 0)
 
@@ -115,7 +144,10 @@ class _Judge:
         self, index: int, line: int | None, issues: list[Issue], *, contact_key_only: bool
     ) -> None:
         self.summary.add(issues, contact_key_only=contact_key_only)
-        if self.sink is not None:
+        if self.writer is not None:
+            for issue in issues:
+                self.writer(index, line, issue)
+        elif self.sink is not None:
             for issue in issues:
                 self.sink(Finding.at(index, line, issue))
 
@@ -144,6 +176,11 @@ def validate_file(
 ) -> Summary:
     """Validate a file, sending each finding to `sink` in file order.
 
+    Uncompressed NDJSON, CSV and one-element-per-line JSON arrays of `parallel_min_bytes`
+    or more are split over `workers` processes (not when `progress` is given). A sink
+    with an `add_json_lines(text)` method (see LineSink) then takes the workers' NDJSON
+    lines as they are, without a Finding object per finding.
+
     Raises UnreadableFile when the file cannot be read at all; findings already sent
     for its beginning must then be discarded by the caller (the CLI buffers them).
     """
@@ -151,13 +188,14 @@ def validate_file(
     workers = workers if workers is not None else (os.cpu_count() or 1)
     with open_signal_file(path, max_inflated_bytes=max_inflated_bytes) as signal_file:
         if (
-            signal_file.format == "ndjson"
-            and not signal_file.compressed
+            not signal_file.compressed
             and workers > 1
             and signal_file.size >= parallel_min_bytes
             and progress is None
         ):
-            return _validate_ndjson_parallel(Path(path), options, sink, workers)
+            summary = _validate_parallel(Path(path), signal_file, options, sink, workers)
+            if summary is not None:
+                return summary
         records: Iterable[Record] = signal_file
         if progress is not None:
             records = _reporting(signal_file, progress)
@@ -172,7 +210,171 @@ def _reporting(signal_file: Any, progress: ProgressSink) -> Iterator[Record]:
     progress(signal_file.size, signal_file.size)
 
 
-# --- NDJSON over several processes -------------------------------------------------------
+# --- several processes -------------------------------------------------------------------
+
+_BLOCK_BYTES = 4 * 1024**2  # what a worker reads at a time
+_JSON_LINE_MAX = 1024**2  # a longer array element takes the single pass (its size limit)
+_CSV_SCAN_BYTES = 8 * 1024**2
+
+
+class _Unfit(Exception):
+    """The part cannot be judged apart from the rest of the file: the whole file takes
+    the single pass, which gives the findings or the refusal."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PartResult:
+    summary: Summary
+    lines: int  # lines in the part, blank ones included
+    findings_path: str
+    bad_encoding_line: int | None = None  # counted from the part's start
+    unfit: bool = False
+    # JSON arrays: the part's first and last tokens ("[", "E" an element, ",", "]"),
+    # "" when it has none, for the parent to check the structure across parts.
+    first: str = ""
+    last: str = ""
+
+
+class _FindingWriter:
+    """A part's findings as NDJSON lines in a temporary file, numbered from the part's
+    start (or for the whole file: the first part's numbers are final)."""
+
+    def __init__(self) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="connectadmin-part-", suffix=".ndjson")
+        self._file = os.fdopen(fd, "wb", buffering=256 * 1024)
+
+    def write(self, index: int, line: int | None, issue: Issue) -> None:
+        data: dict[str, Any] = {"signal": index}
+        if line is not None:
+            data["line"] = line
+        data["path"] = issue.path
+        data["severity"] = issue.severity
+        data["code"] = issue.code.value
+        data["message"] = issue.message
+        self._file.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _validate_parallel(
+    path: Path, signal_file: SignalFile, options: Options, sink: FindingSink | None, workers: int
+) -> Summary | None:
+    """The summary, or None when the file must take the single pass."""
+    file_format = signal_file.format
+    if file_format == "ndjson":
+        points = _split_points(path, workers)
+        part_args: tuple[Any, ...] = (signal_file.max_record_bytes,)
+        return _run_parts(path, _validate_ndjson_part, points, part_args, options, sink, 0)
+    if file_format == "json-array":
+        if not _looks_one_per_line(path, signal_file.bom_length):
+            return None
+        points = _split_points(path, workers)
+        return _run_parts(path, _validate_json_part, points, (), options, sink, 0)
+    if file_format in ("csv", "export-csv"):
+        head = signal_file.csv_header()
+        if head is None:
+            return None
+        header, header_lines, body_start = head
+        points = _csv_split_points(path, body_start, workers)
+        part_args = (file_format, signal_file.delimiter, header, header_lines)
+        return _run_parts(path, _validate_csv_part, points, part_args, options, sink, header_lines)
+    return None
+
+
+PartFunction = Callable[..., _PartResult]
+
+
+def _run_parts(
+    path: Path,
+    function: PartFunction,
+    points: list[int],
+    part_args: tuple[Any, ...],
+    options: Options,
+    sink: FindingSink | None,
+    lines_before: int,
+) -> Summary | None:
+    ranges = list(itertools.pairwise(points))
+    # fork: the workers inherit the loaded code instead of importing it again.
+    with ProcessPoolExecutor(len(ranges), mp_context=get_context("fork")) as pool:
+        futures = [
+            pool.submit(function, str(path), number, a, b, options, *part_args)
+            for number, (a, b) in enumerate(ranges)
+        ]
+        try:
+            results = [future.result() for future in futures]
+        except BaseException:
+            for future in futures:  # what the other parts wrote goes too
+                if future.done() and future.exception() is None:
+                    Path(future.result().findings_path).unlink(missing_ok=True)
+            raise
+    try:
+        if any(result.unfit for result in results) or not _tokens_fit(results, function):
+            return None
+        return _stitch(results, sink, lines_before)
+    finally:
+        for result in results:
+            Path(result.findings_path).unlink(missing_ok=True)
+
+
+def _stitch(results: list[_PartResult], sink: FindingSink | None, lines_before: int) -> Summary:
+    summary = Summary()
+    signals_before = 0
+    add_lines = getattr(sink, "add_json_lines", None)
+    for number, result in enumerate(results):
+        if result.bad_encoding_line is not None:
+            raise BadEncoding(result.bad_encoding_line + lines_before)
+        if sink is not None:
+            # The first part numbered its findings for the whole file already.
+            offsets = (0, 0) if number == 0 else (signals_before, lines_before)
+            if add_lines is not None:
+                _copy_lines(result.findings_path, add_lines, *offsets)
+            else:
+                with open(result.findings_path, "rb") as findings:
+                    _replay(findings, sink, *offsets)
+        summary.merge(result.summary)
+        signals_before += result.summary.signals
+        lines_before += result.lines
+    return summary
+
+
+def _copy_lines(
+    findings_path: str, add_lines: Callable[[str], None], signals_before: int, lines_before: int
+) -> None:
+    if not signals_before and not lines_before:
+        with open(findings_path, encoding="utf-8") as findings:
+            while text := findings.read(1024**2):
+                add_lines(text)
+        return
+    with open(findings_path, "rb") as findings:
+        batch: list[bytes] = []
+        for line in findings:
+            data = orjson.loads(line)
+            data["signal"] += signals_before
+            if "line" in data:
+                data["line"] += lines_before
+            batch.append(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+            if len(batch) == 4096:
+                add_lines(b"".join(batch).decode())
+                batch.clear()
+        if batch:
+            add_lines(b"".join(batch).decode())
+
+
+def _replay(findings: IO[bytes], sink: FindingSink, signals_before: int, lines_before: int) -> None:
+    for line in findings:
+        data = orjson.loads(line)
+        number = data.get("line")
+        sink(
+            Finding(
+                data["signal"] + signals_before,
+                None if number is None else number + lines_before,
+                data["path"],
+                data["severity"],
+                data["code"],
+                data["message"],
+            )
+        )
 
 
 def _split_points(path: Path, parts: int) -> list[int]:
@@ -190,97 +392,286 @@ def _split_points(path: Path, parts: int) -> list[int]:
     return points
 
 
-@dataclass(frozen=True, slots=True)
-class _PartResult:
-    summary: Summary
-    lines: int  # lines in the part, blank ones included
-    findings_path: str
-    bad_encoding_line: int | None = None  # counted from the part's start
-
-
-def _validate_part(path: str, start: int, end: int, options: Options) -> _PartResult:
-    """Validate the lines in [start, end); findings numbered from the part's start."""
-    fd, findings_path = tempfile.mkstemp(prefix="connectadmin-part-", suffix=".ndjson")
-    with os.fdopen(fd, "w", encoding="utf-8") as out, open(path, "rb") as f:
+def _line_blocks(path: str, start: int, end: int, max_line: int) -> Iterator[list[bytes]]:
+    """The lines of bytes [start, end) without their newline, a block at a time; raises
+    _Unfit for a line longer than `max_line` (the single pass then says what it says)."""
+    with open(path, "rb", buffering=0) as f:
         f.seek(start)
-
-        def sink(finding: Finding) -> None:
-            out.write(orjson.dumps(finding.as_dict()).decode())
-            out.write("\n")
-
-        judge = _Judge(options, sink)
-        # The hot loop: clean signals are only counted here, so the common case costs
-        # the fast path's check and nothing else.
-        fast_check = judge.fast.check_json
-        clean = clean_contact_key_only = 0
-        index = 0
-        line_no = 0
         remaining = end - start
-        for raw_line in f:
-            remaining -= len(raw_line)
-            line_no += 1
-            if line_no == 1 and start == 0:
-                raw_line = raw_line.removeprefix(BOM)
-            # msgspec skips the whitespace around a record itself: strip only the lines
-            # the fast path does not call clean (blank lines among them).
-            verdict = fast_check(raw_line)
-            if verdict is not None:
-                clean += 1
-                if verdict[1]:
-                    clean_contact_key_only += 1
-                index += 1
-            else:
-                stripped = raw_line.strip()
-                if stripped:
-                    try:
-                        judge.judge_unclear_json(index, line_no, stripped)
-                    except BadEncoding as exc:
-                        judge.add_clean(clean, clean_contact_key_only)
-                        return _PartResult(judge.summary, line_no, findings_path, exc.line)
-                    index += 1
-            if remaining <= 0:
+        carry = b""
+        while remaining > 0:
+            block = f.read(min(_BLOCK_BYTES, remaining))
+            if not block:
                 break
-        judge.add_clean(clean, clean_contact_key_only)
-    return _PartResult(judge.summary, line_no, findings_path)
+            remaining -= len(block)
+            lines = block.split(b"\n")
+            if carry:
+                lines[0] = carry + lines[0]
+            carry = lines.pop()
+            if len(carry) > max_line or (lines and max(map(len, lines)) > max_line):
+                raise _Unfit
+            if lines:
+                yield lines
+        if carry:
+            yield [carry]
 
 
-def _validate_ndjson_parallel(
-    path: Path, options: Options, sink: FindingSink | None, workers: int
-) -> Summary:
-    points = _split_points(path, workers)
-    ranges = list(itertools.pairwise(points))
-    # fork: the workers inherit the loaded code instead of importing it again.
-    with ProcessPoolExecutor(len(ranges), mp_context=get_context("fork")) as pool:
-        futures = [pool.submit(_validate_part, str(path), a, b, options) for a, b in ranges]
-        results = [future.result() for future in futures]
-    summary = Summary()
-    signals_before = lines_before = 0
+# --- NDJSON ------------------------------------------------------------------------------
+
+
+def _validate_ndjson_part(
+    path: str, number: int, start: int, end: int, options: Options, max_record_bytes: int
+) -> _PartResult:
+    """Validate the lines in [start, end); findings numbered from the part's start."""
+    writer = _FindingWriter()
+    judge = _Judge(options, None, writer.write)
+    # The hot loop: the fast path classifies a whole block of lines (one call per line,
+    # counted in C); only the lines it does not call clean (blank ones among them) take
+    # a Python step each, to the engine.
+    classify = judge.fast.classify_json
+    clean = clean_contact_key_only = 0
+    line_no = signals = 0  # before the block
     try:
-        for result in results:
-            if result.bad_encoding_line is not None:
-                raise BadEncoding(result.bad_encoding_line + lines_before)
-            if sink is not None:
-                with open(result.findings_path, "rb") as findings:
-                    _replay(findings, sink, signals_before, lines_before)
-            summary.merge(result.summary)
-            signals_before += result.summary.signals
-            lines_before += result.lines
-    finally:
-        for result in results:
-            Path(result.findings_path).unlink(missing_ok=True)
-    return summary
+        for lines in _line_blocks(path, start, end, max_record_bytes):
+            if line_no == 0 and start == 0:
+                lines[0] = lines[0].removeprefix(BOM)
+            codes = list(map(classify, lines))
+            clean += codes.count(CLEAN)
+            contact_key_only = codes.count(CLEAN_CONTACT_KEY_ONLY)
+            clean += contact_key_only
+            clean_contact_key_only += contact_key_only
+            blanks = 0
+            i = -1
+            for _ in range(codes.count(NOT_SURE)):
+                i = codes.index(NOT_SURE, i + 1)
+                stripped = lines[i].strip()
+                if not stripped:
+                    blanks += 1
+                    continue
+                judge.judge_unclear_json(signals + i - blanks, line_no + i + 1, stripped)
+            line_no += len(lines)
+            signals += len(lines) - blanks
+    except BadEncoding as exc:
+        writer.close()
+        return _PartResult(judge.summary, line_no, writer.path, bad_encoding_line=exc.line)
+    except _Unfit:
+        writer.close()
+        return _PartResult(judge.summary, line_no, writer.path, unfit=True)
+    writer.close()
+    judge.add_clean(clean, clean_contact_key_only)
+    return _PartResult(judge.summary, line_no, writer.path)
 
 
-def _replay(findings: BinaryIO, sink: FindingSink, signals_before: int, lines_before: int) -> None:
-    for line in findings:
-        data = orjson.loads(line)
-        sink(
-            Finding(
-                data["signal"] + signals_before,
-                data["line"] + lines_before,
-                data["path"],
-                data["severity"],
-                data["code"],
-                data["message"],
-            )
-        )
+# --- JSON arrays, one element per line ---------------------------------------------------
+
+# What may follow each token: "S" the file's start, "[" and "]" the brackets, "E" an
+# element, "," the comma after one.
+_FOLLOWS: dict[str, str] = {"S": "[", "[": "E]", "E": ",]", ",": "E", "]": ""}
+# yajl (ijson) refuses integers beyond 64 bits that orjson reads (as floats past 64 bits):
+# an element the fast path does not call clean (it takes no such integer) with 19 digits
+# in a row after a JSON delimiter sends the file to the single pass.
+_LONG_INTEGER = re.compile(rb"[:\[,][ \t\r\n\x0b\x0c]*-?[0-9]{19}")
+
+
+def _looks_one_per_line(path: Path, bom: int) -> bool:
+    """A cheap look at both ends: "[" and a complete object on its first lines, "]" as the
+    last byte that is not blank (else the array is truncated: the single pass refuses it)."""
+    with path.open("rb") as f:
+        head = f.read(64 * 1024)[bom:]
+        f.seek(max(0, path.stat().st_size - 4096))
+        tail = f.read()
+    if not tail.rstrip().endswith(b"]"):
+        return False
+    lines = [line.strip() for line in head.split(b"\n")[:-1]]  # complete lines only
+    lines = [line for line in lines if line]
+    if not lines or not lines[0].startswith(b"["):
+        return False
+    first = lines[0][1:].strip() or (lines[1] if len(lines) > 1 else b"")
+    first = first.removesuffix(b",").removesuffix(b"]").strip()
+    if not first.startswith(b"{"):
+        return False
+    try:
+        return isinstance(orjson.loads(first), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _validate_json_part(
+    path: str, number: int, start: int, end: int, options: Options
+) -> _PartResult:
+    """Validate the array elements in [start, end), one per line; findings carry no line.
+    Anything but "[", elements each alone on a line with its comma, and "]" makes the
+    part unfit."""
+    writer = _FindingWriter()
+    judge = _Judge(options, None, writer.write)
+    classify = judge.fast.classify_json
+    state = "S" if number == 0 else ""
+    first = ""
+    index = clean = clean_contact_key_only = 0
+
+    def push(token: str) -> None:
+        nonlocal state, first
+        if not state:
+            first = token
+        elif token not in _FOLLOWS[state]:
+            raise _Unfit
+        state = token
+
+    try:
+        for block, lines in enumerate(_line_blocks(path, start, end, _JSON_LINE_MAX)):
+            if number == 0 and block == 0:
+                lines[0] = lines[0].removeprefix(BOM)
+            for raw in lines:
+                line = raw.strip()
+                if not line:
+                    continue
+                if line[0] == 0x5B:  # "["
+                    push("[")
+                    line = line[1:].strip()
+                    if not line:
+                        continue
+                suffix = line[-1]
+                if suffix == 0x2C or suffix == 0x5D:  # "," or "]"
+                    body = line[:-1].rstrip()
+                else:
+                    suffix = 0
+                    body = line
+                if body:
+                    push("E")
+                    code = classify(body)
+                    if code == CLEAN:
+                        clean += 1
+                    elif code == CLEAN_CONTACT_KEY_ONLY:
+                        clean += 1
+                        clean_contact_key_only += 1
+                    else:
+                        if body[0] != 0x7B or _LONG_INTEGER.search(body):  # "{"
+                            raise _Unfit
+                        try:
+                            value = orjson.loads(body)
+                        except orjson.JSONDecodeError:
+                            raise _Unfit from None
+                        judge.judge_unclear_value(index, None, value)
+                    index += 1
+                if suffix:
+                    push("," if suffix == 0x2C else "]")
+    except _Unfit:
+        writer.close()
+        return _PartResult(judge.summary, 0, writer.path, unfit=True)
+    writer.close()
+    judge.add_clean(clean, clean_contact_key_only)
+    return _PartResult(judge.summary, 0, writer.path, first=first, last=state)
+
+
+def _tokens_fit(results: list[_PartResult], function: PartFunction) -> bool:
+    """JSON arrays: the parts' tokens join into "[", elements with commas between, "]"."""
+    if function is not _validate_json_part:
+        return True
+    state = "S"
+    for number, result in enumerate(results):
+        if not result.last:
+            continue
+        if number > 0 and result.first not in _FOLLOWS[state]:
+            return False
+        state = result.last
+    return state == "]"
+
+
+# --- CSV ---------------------------------------------------------------------------------
+
+
+def _csv_split_points(path: Path, body_start: int, parts: int) -> list[int]:
+    """Line starts outside any quoted cell: an even number of quote bytes before them (a
+    cell doubles its quotes). A wrong guess (a stray quote in an unquoted cell) shows as
+    a part ending inside a quoted cell, and the file takes the single pass."""
+    size = path.stat().st_size
+    points = [body_start]
+    quotes = 0
+    with path.open("rb") as f:
+        position = 0
+        for part in range(1, parts):
+            target = body_start + (size - body_start) * part // parts
+            while position < target:
+                chunk = f.read(min(_CSV_SCAN_BYTES, target - position))
+                if not chunk:
+                    break
+                quotes += chunk.count(b'"')
+                position += len(chunk)
+            while position < size:
+                line = f.readline()  # finish the line we are in; then whole lines
+                quotes += line.count(b'"')
+                position += len(line)
+                if quotes % 2 == 0:
+                    break
+            if position > points[-1] and position < size:
+                points.append(position)
+    points.append(size)
+    return points
+
+
+class _Window(io.RawIOBase):
+    """Bytes [start, end) of a file, as a raw stream."""
+
+    def __init__(self, file: IO[bytes], start: int, end: int) -> None:
+        self._file = file
+        file.seek(start)
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        with memoryview(buffer) as view:
+            count = self._file.readinto(view[: self._left])  # type: ignore[attr-defined]
+        self._left -= count
+        return count
+
+
+def _validate_csv_part(
+    path: str,
+    number: int,
+    start: int,
+    end: int,
+    options: Options,
+    file_format: str,
+    delimiter: str,
+    header: list[str],
+    header_lines: int,
+) -> _PartResult:
+    """Validate the rows in [start, end) as readers.SignalFile does; lines numbered from
+    the part's start (from the file's for the first part). A CSV error, one that the
+    single pass would report or a split inside a quoted cell, makes the part unfit."""
+    writer = _FindingWriter()
+    judge = _Judge(options, None, writer.write)
+    classify = judge.fast.classify_value
+    full = judge.judge_unclear_value
+    build = csv_row_builder(file_format, header)
+    base = header_lines if number == 0 else 0
+    line_num = base
+    index = clean = clean_contact_key_only = 0
+    with open(path, "rb", buffering=0) as raw:
+        stream = io.BufferedReader(_Window(raw, start, end), 256 * 1024)
+        reader = csv.reader(map(bytes.decode, stream), delimiter=delimiter, strict=True)
+        try:
+            for row in reader:
+                row_start = line_num + 1
+                line_num = base + reader.line_num
+                envelope = build(row)
+                if envelope:
+                    code = classify(envelope)
+                    if code == CLEAN:
+                        clean += 1
+                    elif code == CLEAN_CONTACT_KEY_ONLY:
+                        clean += 1
+                        clean_contact_key_only += 1
+                    else:
+                        full(index, row_start, envelope)
+                    index += 1
+        except (UnicodeDecodeError, csv.Error):
+            writer.close()
+            return _PartResult(judge.summary, 0, writer.path, unfit=True)
+    writer.close()
+    judge.add_clean(clean, clean_contact_key_only)
+    return _PartResult(judge.summary, reader.line_num, writer.path)

@@ -51,7 +51,7 @@ class Command(BaseCommand):
             summary = validate_file(
                 path,
                 Options(tier=options["tier"], default_app_key=options["app_key"]),
-                buffer.add,
+                buffer,  # takes the workers' NDJSON lines as they are
                 max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
             )
         except (UnreadableFile, OSError) as exc:

@@ -1,0 +1,344 @@
+"""The files split over several processes give exactly the report of the single pass: the
+same findings in the same order, the same summary, or the same refusal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signals_app.validation import validate
+from signals_app.validation.findings import Finding, Summary
+from signals_app.validation.readers import UnreadableFile
+from signals_app.validation.report import FindingBuffer
+from signals_app.validation.validate import Options, validate_file
+
+BOM = b"\xef\xbb\xbf"
+
+Outcome = tuple[list[Any], Summary | None, str | None]
+
+
+def order(**content: Any) -> dict[str, Any]:
+    signal_content = {
+        "signalType": "order",
+        "currency": "USD",
+        "orderId": "02937-2025-XIA",
+        "orderValue": 98.44,
+        "orderedItems": [{"productId": "AC-1", "productName": "Brush", "unitPrice": 9.49}],
+        "signalTimestamp": "2025-08-31T08:29:30.001Z",
+    }
+    signal_content.update(content)
+    return {
+        "appKey": "app-key-1",
+        "identifiableAttributes": {"email": "jane.doe@example.com"},
+        "sessionId": "SESS-1",
+        "signalContent": signal_content,
+    }
+
+
+def page_view(**content: Any) -> dict[str, Any]:
+    return {
+        "appKey": "app-key-1",
+        "identifiableAttributes": {"contactKey": "AAUN-132417508"},
+        "signalContent": {"signalType": "pageView", "url": "https://www.example.com/"} | content,
+    }
+
+
+def mixed_records(count: int) -> list[dict[str, Any]]:
+    """Clean signals with errors and warnings spread over the whole file."""
+    records: list[dict[str, Any]] = []
+    for i in range(count):
+        if i % 7 == 0:
+            records.append(order(currency="usd"))
+        elif i % 11 == 0:
+            records.append(page_view() | {"unknown": i})
+        elif i % 13 == 0:
+            records.append(page_view(url=" "))
+        elif i % 17 == 0:
+            record = order()
+            record["identifiableAttributes"] = {"sms": "+1234"}
+            records.append(record)
+        elif i % 19 == 0:
+            records.append(order(orderedItems=[{"productId": "A", "productName": "B"}]))
+        elif i % 2:
+            records.append(page_view())
+        else:
+            records.append(order())
+    return records
+
+
+def outcome(path: Path, workers: int, *, line_sink: bool = False) -> Outcome:
+    """Findings (as NDJSON objects), summary, or the refusal's message."""
+    buffer = FindingBuffer()
+    found: list[Finding] = []
+    sink: Callable[[Finding], None] = buffer if line_sink else found.append
+    try:
+        summary = validate_file(path, Options(), sink, workers=workers, parallel_min_bytes=0)
+    except UnreadableFile as exc:
+        buffer.close()
+        return [], None, f"{type(exc).__name__}: {exc}"
+    lines = [json.loads(line) for line in buffer.lines()]
+    buffer.close()
+    return (lines if line_sink else [f.as_dict() for f in found]), summary, None
+
+
+@pytest.fixture
+def went_parallel(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, per run, whether the parts gave the report (True) or the file took the
+    single pass after all (False)."""
+    runs: list[bool] = []
+    original = validate._validate_parallel
+
+    def spy(*args: Any, **kwargs: Any) -> Summary | None:
+        summary = original(*args, **kwargs)
+        runs.append(summary is not None)
+        return summary
+
+    monkeypatch.setattr(validate, "_validate_parallel", spy)
+    return runs
+
+
+def assert_same(path: Path) -> Outcome:
+    single = outcome(path, 1)
+    assert outcome(path, 2) == single
+    assert outcome(path, 2, line_sink=True) == single
+    assert outcome(path, 3) == single
+    return single
+
+
+# --- NDJSON ------------------------------------------------------------------------------
+
+
+def ndjson_lines(records: list[dict[str, Any]]) -> list[bytes]:
+    return [json.dumps(r).encode() for r in records]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_ndjson_parts_give_the_single_pass_report(
+    tmp_path: Path, newline: bytes, went_parallel: list[bool]
+) -> None:
+    lines = ndjson_lines(mixed_records(2000))
+    lines.insert(900, b"")
+    lines.insert(1001, b"   ")
+    lines.insert(1500, b"{broken")
+    path = tmp_path / "signals.ndjson"
+    path.write_bytes(BOM + newline.join(lines) + newline)
+    findings, summary, error = assert_same(path)
+    assert error is None and summary is not None
+    assert summary.signals == 2001 and summary.rejected > 100
+    assert {f["line"] for f in findings} >= {1501}
+    assert went_parallel and all(went_parallel)
+
+
+def test_ndjson_refuses_a_line_that_is_not_utf8_in_any_part(tmp_path: Path) -> None:
+    lines = ndjson_lines(mixed_records(600))
+    lines.insert(450, b'{"appKey": "\xff"}')
+    path = tmp_path / "signals.ndjson"
+    path.write_bytes(b"\n".join(lines))  # and no final newline
+    _, _, error = assert_same(path)
+    assert error is not None and "line 451" in error
+
+
+# --- JSON arrays -------------------------------------------------------------------------
+
+
+def one_per_line(records: list[Any], *, newline: bytes = b"\n", bom: bool = False) -> bytes:
+    body = (b"," + newline).join(json.dumps(r).encode() for r in records)
+    return (BOM if bom else b"") + b"[" + newline + body + newline + b"]" + newline
+
+
+@pytest.mark.parametrize(("newline", "bom"), [(b"\n", False), (b"\r\n", True)])
+def test_a_one_per_line_json_array_is_judged_in_parts(
+    tmp_path: Path, newline: bytes, bom: bool, went_parallel: list[bool]
+) -> None:
+    path = tmp_path / "signals.json"
+    path.write_bytes(one_per_line(mixed_records(2000), newline=newline, bom=bom))
+    findings, summary, error = assert_same(path)
+    assert error is None and summary is not None
+    assert summary.signals == 2000 and summary.rejected > 100
+    assert findings and all("line" not in f for f in findings)  # JSON findings carry no line
+    assert went_parallel and all(went_parallel)
+
+
+def test_brackets_on_the_element_lines_and_blank_lines_are_the_same_layout(
+    tmp_path: Path, went_parallel: list[bool]
+) -> None:
+    lines = [json.dumps(r).encode() for r in mixed_records(1000)]
+    text = b"  [" + b",\n".join(lines[:500]) + b",\n\n\n" + b",\n".join(lines[500:]) + b"]  \n\n"
+    path = tmp_path / "signals.json"
+    path.write_bytes(text)
+    assert_same(path)
+    assert went_parallel and all(went_parallel)
+
+
+def test_an_element_that_is_no_object_takes_the_single_pass(
+    tmp_path: Path, went_parallel: list[bool]
+) -> None:
+    records: list[Any] = list(mixed_records(1000))
+    records[700] = 42
+    path = tmp_path / "signals.json"
+    path.write_bytes(one_per_line(records))
+    _, summary, _ = assert_same(path)
+    assert summary is not None and summary.signals == 1000
+    assert went_parallel and not any(went_parallel)
+
+
+def test_a_pretty_printed_json_array_takes_the_single_pass(
+    tmp_path: Path, went_parallel: list[bool]
+) -> None:
+    path = tmp_path / "signals.json"
+    path.write_text(json.dumps(mixed_records(500), indent=2))
+    _, summary, _ = assert_same(path)
+    assert summary is not None and summary.signals == 500
+    assert went_parallel and not any(went_parallel)
+
+
+def test_an_array_pretty_printed_after_its_first_lines_takes_the_single_pass(
+    tmp_path: Path, went_parallel: list[bool]
+) -> None:
+    records = mixed_records(1000)
+    pretty = json.dumps(records[900:], indent=1)[1:].encode()
+    path = tmp_path / "signals.json"
+    path.write_bytes(one_per_line(records[:900])[:-3] + b",\n" + pretty)
+    _, summary, _ = assert_same(path)
+    assert summary is not None and summary.signals == 1000
+    assert went_parallel and not any(went_parallel)
+
+
+def broken_arrays() -> dict[str, bytes]:
+    good = one_per_line(mixed_records(1000))
+    lines = good.split(b"\n")
+    two_on_a_line = [*lines[:600], lines[600] + lines[601], *lines[602:]]
+    no_comma = [*lines[:600], lines[600].removesuffix(b","), *lines[601:]]
+    trailing_comma = [*lines[:-3], lines[-3] + b",", *lines[-2:]]
+    wide = order(orderValue=2**64)
+    return {
+        "truncated": good[: len(good) // 3 * 2],
+        "truncated after an element": good.removesuffix(b"]\n"),
+        "text after ]": good + b"oops\n",
+        "a second array": good + b"[]\n",
+        "two on a line": b"\n".join(two_on_a_line),
+        "no comma": b"\n".join(no_comma),
+        "trailing comma": b"\n".join(trailing_comma),
+        "an integer past 64 bits": good.replace(b"98.44", b"18446744073709551616", 1),
+        "one past 64 bits in a bad record": good.replace(
+            json.dumps(order(currency="usd")).encode(),
+            json.dumps(wide | {"x": 1}).encode(),
+            1,
+        ),
+        "NaN": good.replace(b"98.44", b"NaN", 1),
+        "a lone surrogate": good.replace(b"Brush", b"Br\\ud800sh", 1),
+        "not UTF-8": good.replace(b"Brush", b"Br\xffsh", 1),
+        "a comment": good.replace(b",\n", b", /* c */\n", 1),
+    }
+
+
+@pytest.mark.parametrize("name", list(broken_arrays()))
+def test_a_broken_json_array_gets_the_single_pass_report(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "signals.json"
+    path.write_bytes(broken_arrays()[name])
+    _, summary, error = assert_same(path)
+    if name in ("two on a line", "a lone surrogate"):  # ijson reads them
+        assert summary is not None and summary.signals == 1000
+    else:
+        assert error is not None, name  # refused, exactly as the single pass does
+
+
+# --- CSV ---------------------------------------------------------------------------------
+
+CSV_HEADER = (
+    "appKey,identifiableAttributes.email,identifiableAttributes.contactKey,"
+    "signalContent.signalType,signalContent.url,signalContent.name,signalContent.orderId,"
+    "signalContent.currency,signalContent.orderValue,signalContent.orderedItems,"
+    "signalContent.signalTimestamp"
+)
+ITEMS = '"[{""productId"": ""AC-1"", ""productName"": ""Brush"", ""unitPrice"": 9.49}]"'
+
+
+def csv_rows(count: int) -> list[str]:
+    rows = []
+    for i in range(count):
+        stamp = "2025-08-31T08:29:30.001Z"
+        name = f'"Line one\nline ""{i}"" two,\nthree"' if i % 3 == 0 else f"view {i}"
+        if i % 2:
+            url = "https://www.example.com/" if i % 13 else " "
+            rows.append(f"app-key-1,,AAUN-132417508,pageView,{url},{name},,,,,")
+        else:
+            currency = "usd" if i % 7 == 0 else "USD"
+            value = "many" if i % 11 == 0 else "98.44"
+            email = "jane.doe@example.com" if i % 17 else "jane"
+            rows.append(
+                f"app-key-1,{email},,order,,{name},02937-{i},{currency},{value},{ITEMS},{stamp}"
+            )
+        if i % 97 == 0:
+            rows.append(",,,,,,,,,,")  # no cell filled: skipped, not a signal
+        if i % 89 == 0:
+            rows.append("")
+    return rows
+
+
+@pytest.mark.parametrize("count", [400, 401, 777, 1500])
+@pytest.mark.parametrize(("newline", "bom"), [("\n", False), ("\r\n", True)])
+def test_csv_parts_give_the_single_pass_report(
+    tmp_path: Path, count: int, newline: str, bom: bool, went_parallel: list[bool]
+) -> None:
+    text = newline.join([CSV_HEADER, *csv_rows(count)]) + newline
+    path = tmp_path / "signals.csv"
+    path.write_bytes((BOM if bom else b"") + text.encode())
+    findings, summary, error = assert_same(path)
+    assert error is None and summary is not None
+    assert summary.signals == count and summary.rejected > count // 10
+    assert max(f["line"] for f in findings) > text.count("\n") // 2
+    assert went_parallel and all(went_parallel)
+
+
+def test_csv_split_inside_quoted_cells_everywhere(tmp_path: Path) -> None:
+    """Every split point tried lands near a cell of many lines with doubled quotes."""
+    cells = ['"' + 'a""b' * 3 + "\n" * (1 + i % 5) + 'x"' for i in range(300)]
+    rows = [
+        f"app-key-1,,K-{i},pageView,https://x.example/,{cell},,,,," for i, cell in enumerate(cells)
+    ]
+    for cut in range(250, 300, 7):
+        path = tmp_path / f"signals-{cut}.csv"
+        path.write_text("\n".join([CSV_HEADER, *rows[:cut]]) + "\n")
+        _, summary, error = assert_same(path)
+        assert error is None and summary is not None and summary.signals == cut
+
+
+def test_a_stray_quote_in_an_unquoted_cell_still_gives_the_single_pass_report(
+    tmp_path: Path,
+) -> None:
+    rows = csv_rows(600)
+    rows[10] = rows[10].replace("view 10", 'Pan 10" wide')
+    path = tmp_path / "signals.csv"
+    path.write_text("\n".join([CSV_HEADER, *rows]) + "\n")
+    _, summary, error = assert_same(path)
+    assert error is None and summary is not None and summary.signals == 600
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text + 'app-key-1,,K,pageView,"never closed\n',
+        lambda text: text.replace("view 301", "view \udcff"),
+        lambda text: text.replace("view 301", 'vi"ew" 301'),
+    ],
+    ids=["an unclosed quote at the end", "not UTF-8 in the second half", "a bad quote"],
+)
+def test_a_broken_csv_gets_the_single_pass_refusal(
+    tmp_path: Path, damage: Callable[[str], str]
+) -> None:
+    text = damage("\n".join([CSV_HEADER, *csv_rows(600)]) + "\n")
+    path = tmp_path / "signals.csv"
+    path.write_bytes(text.encode(errors="surrogateescape"))
+    assert_same(path)
+
+
+def test_a_csv_of_only_a_header_or_only_blank_rows(tmp_path: Path) -> None:
+    path = tmp_path / "signals.csv"
+    path.write_text(CSV_HEADER + "\n" + "\n" * 50 + ",,,,,,,,,,\n" * 50)
+    _, summary, error = assert_same(path)
+    assert error is None and summary is not None and summary.signals == 0
