@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "django_celery_beat",
     "template_partials",
     "connectadmin.apps.ConnectadminConfig",
     "signals_app",
@@ -139,6 +140,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 4 * 3600, minimum=60)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_RESULT_BACKEND = None
+# Periodic tasks (celery beat with django_celery_beat's DatabaseScheduler, which copies
+# this schedule into its tables at start): resume sends whose worker died (SIGKILL leaves
+# the task unacknowledged until the broker's visibility timeout, hours by default).
+CELERY_BEAT_SCHEDULE = {
+    "resume-stalled-sends": {
+        "task": "signals_app.tasks.resume_stalled_sends",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    }
+}
 
 # `manage.py devstack` (what `make run` ends with) and the local sandbox it starts; the demo
 # Connect accounts created by `seed_demo` point at SANDBOX_HTTP_PORT.
@@ -162,6 +173,9 @@ SIGNALS_SEND_MAX_ATTEMPTS = env_int("SIGNALS_SEND_MAX_ATTEMPTS", 6, minimum=1)
 SIGNALS_SEND_BACKOFF_SECONDS = env_int("SIGNALS_SEND_BACKOFF_MS", 500, minimum=0) / 1000
 SIGNALS_SEND_BACKOFF_CAP_SECONDS = env_int("SIGNALS_SEND_BACKOFF_CAP_MS", 30_000, minimum=0) / 1000
 SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS = env_int("SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS", 300)
+# A send whose ledger has not moved for this long is enqueued again (resume_stalled_sends).
+# Longer than the longest wait of one batch (its retries with Retry-After) and call.
+SIGNALS_SEND_STALLED_MINUTES = env_int("SIGNALS_SEND_STALLED_MINUTES", 10, minimum=1)
 # httpx timeouts in seconds; a read timeout leaves a batch's outcome unknown.
 CONNECT_TIMEOUTS = {
     "connect": env_int("CONNECT_CONNECT_TIMEOUT", 5, minimum=1),

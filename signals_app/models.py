@@ -86,6 +86,9 @@ class SignalImport(models.Model):
     cancel_requested = models.BooleanField(default=False)
     send_started_at = models.DateTimeField(null=True, blank=True)
     send_finished_at = models.DateTimeField(null=True, blank=True)
+    # When a send run last showed life (it started, or finished a batch); a SENDING import
+    # whose heartbeat is older than SIGNALS_SEND_STALLED_MINUTES is resumed by the sweep.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     batches_total = models.IntegerField(default=0)
     sent = models.IntegerField(default=0)  # signals in batches Connect acknowledged
     accepted = models.IntegerField(default=0)  # signalIds returned

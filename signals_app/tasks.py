@@ -15,3 +15,9 @@ def validate_import(import_id: int) -> None:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def send_import(import_id: int) -> None:
     sending.import_send_run(import_id=import_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def resume_stalled_sends() -> None:
+    """Every minute (celery beat): re-enqueue sends whose worker died."""
+    sending.resume_stalled_sends()

@@ -473,16 +473,19 @@ def download_valid(request: HtmxHttpRequest, public_id: UUID) -> HttpResponseBas
 
 
 def _signal_ids_csv(signal_import: SignalImport) -> Iterator[str]:
+    """signal (index in the file), line (NDJSON and CSV), signalId: streamed in chunks."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["batch", "position", "signalId"])
-    batches = signal_import.batches.filter(state=BatchState.SENT).only("number", "signal_ids")
-    for batch in batches.iterator(chunk_size=50):
-        for position, signal_id in enumerate(batch.signal_ids):
-            writer.writerow([batch.number, position, signal_id])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
+    writer.writerow(["signal", "line", "signalId"])
+    for n, (index, line, signal_id) in enumerate(
+        sending.import_signal_ids_with_lines(signal_import), 1
+    ):
+        writer.writerow([index, "" if line is None else line, signal_id])
+        if n % 1000 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 @login_required

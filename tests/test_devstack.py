@@ -95,6 +95,16 @@ def stack_env(tmp_path: Path, django_db_setup: None) -> dict[str, str]:
     if "DATABASE_URL" in os.environ and not database["ENGINE"].endswith("sqlite3"):
         url = urlsplit(os.environ["DATABASE_URL"])
         env["DATABASE_URL"] = url._replace(path=f"/{database['NAME']}").geturl()
+    else:
+        # SQLite: the stack's database is a file in its var/; beat reads its schedule
+        # from tables there, so migrate it as `make run` does.
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v", "0"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            check=True,
+            timeout=120,
+        )
     return env
 
 
@@ -146,8 +156,14 @@ def test_devstack_serves_the_app_with_a_worker_and_stops_everything_on_sigterm(
 ) -> None:
     with devstack(stack_env, "--no-sandbox") as stack:
         stack.wait_for(lambda: "Press Ctrl-C" in stack.output, "ready banner", START_TIMEOUT)
-        assert set(stack.child_pids()) == {"web", "worker"}
+        assert set(stack.child_pids()) == {"web", "worker", "beat"}
         stack.wait_for(lambda: "ready." in stack.output, "worker ready", START_TIMEOUT)
+        # Beat runs the sweep of stalled sends from the database schedule.
+        stack.wait_for(
+            lambda: "Sending due task resume-stalled-sends" in stack.output,
+            "beat sending the stalled-sends sweep",
+            START_TIMEOUT,
+        )
 
         assert stack.get("/healthz") == (200, b'{"status": "ok"}')
         status, body = stack.get("/")
@@ -155,6 +171,7 @@ def test_devstack_serves_the_app_with_a_worker_and_stops_everything_on_sigterm(
         assert "admin-demo-pass" in stack.output  # the demo logins are shown
         assert re.search(r"^\s+web \| ", stack.output, re.M)  # prefixed child output
         assert re.search(r"^\s+worker \| ", stack.output, re.M)
+        assert re.search(r"^\s+beat \| ", stack.output, re.M)
 
         stop_and_check_everything_is_gone(stack)
         assert "All stopped." in stack.output
@@ -174,7 +191,7 @@ def test_devstack_stops_the_rest_loudly_when_a_child_dies(stack_env: dict[str, s
             assert returncode != 0
             assert "!!! web exited with code" in stack.output
             pids = stack.child_pids()
-            assert set(pids) == {"web", "worker"}
+            assert set(pids) == {"web", "worker", "beat"}
             assert [name for name, pid in pids.items() if group_alive(pid)] == []
 
 

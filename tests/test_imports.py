@@ -9,6 +9,8 @@ import csv
 import gzip
 import io
 import json
+import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from signals_app.models import (
 from signals_app.services import imports
 from signals_app.services.errors import ImportRefused
 from signals_app.uploads import UploadSizeCap, install_upload_cap
+from signals_app.validation import validate as validate_module
 from tests.factories import make_app_key
 
 pytestmark = pytest.mark.django_db
@@ -630,3 +633,207 @@ def test_the_valid_signals_file_from_a_json_array(user: Any, app_key: Any) -> No
     signal_import = validated(user, app_key, json.dumps(signals).encode(), name="x.json")
     lines = b"".join(imports.valid_signals_ndjson(signal_import)).splitlines()
     assert [json.loads(line) for line in lines] == signals[1:]
+
+
+# --- validation over several processes ------------------------------------------------------
+
+
+def _snapshot(signal_import: SignalImport) -> dict[str, Any]:
+    signal_import.refresh_from_db()
+    return {
+        "totals": (
+            signal_import.signals,
+            signal_import.valid,
+            signal_import.rejected,
+            signal_import.errors,
+            signal_import.warnings,
+            signal_import.contact_key_only,
+        ),
+        "problems": signal_import.problem_counts,
+        "fixes": signal_import.fix_suggestions,
+        "findings": list(
+            ImportFinding.objects.filter(signal_import=signal_import)
+            .order_by("signal", "id")
+            .values_list("signal", "line", "path", "severity", "code", "message")
+        ),
+        "rejected": list(
+            RejectedSignal.objects.filter(signal_import=signal_import)
+            .order_by("signal")
+            .values_list("signal", "line", "record", "raw")
+        ),
+    }
+
+
+def _mixed_signals() -> list[Any]:
+    stranger = order(3)
+    stranger["appKey"] = "nobody-knows-me"
+    broken_stranger = missing_currency(5)
+    broken_stranger["appKey"] = "nobody-knows-me"
+    signals: list[Any] = []
+    for n in range(300):
+        kind = n % 10
+        if kind == 1:
+            signals.append(missing_currency(n))
+        elif kind == 2:
+            signals.append(order(n, effect="positve", currency="usd"))
+        elif kind == 3:
+            signals.append(stranger)
+        elif kind == 5:
+            signals.append(broken_stranger)
+        else:
+            signals.append(order(n))
+    return signals
+
+
+def _csv_of(signals: list[Any]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = ["appKey", "identifiableAttributes.email", "signalContent.signalType"]
+    columns += ["signalContent.currency", "signalContent.orderId", "signalContent.effect"]
+    writer.writerow(columns)
+    for s in signals:
+        content = s["signalContent"]
+        writer.writerow(
+            [
+                s["appKey"],
+                s["identifiableAttributes"]["email"],
+                content["signalType"],
+                content.get("currency", ""),
+                content["orderId"],
+                content.get("effect", ""),
+            ]
+        )
+    return out.getvalue().encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("orders.ndjson", ndjson(*_mixed_signals())),
+        ("orders.json", b"[\n" + b",\n".join(map(orjson.dumps, _mixed_signals())) + b"\n]\n"),
+        ("orders.csv", _csv_of(_mixed_signals())),
+    ],
+)
+def test_validation_over_several_processes_stores_what_the_single_pass_does(
+    user: Any,
+    app_key: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    content: bytes,
+) -> None:
+    make_app_key(key="other-registered-key")
+    single = _snapshot(validated(user, app_key, content, name))
+
+    settings.SIGNALS_PARALLEL_MIN_BYTES = 0
+    settings.SIGNALS_VALIDATION_WORKERS = 2
+    stitched: list[Any] = []
+    real_stitch = validate_module._stitch
+
+    def spy(*args: Any) -> Any:
+        stitched.append(args)
+        return real_stitch(*args)
+
+    monkeypatch.setattr(validate_module, "_stitch", spy)
+    parallel_import = create(user, app_key, content, name)
+    imports.import_validate(import_id=parallel_import.pk)
+    parallel = _snapshot(parallel_import)
+
+    assert stitched, "the file was not split over processes"
+    assert parallel == single
+    assert single["totals"][:3] == (300, 180, 120)
+    assert {f[4] for f in single["findings"]} >= {"required", "enum", "unregistered_app_key"}
+    unregistered = [f[0] for f in single["findings"] if f[4] == "unregistered_app_key"]
+    # Signals 5, 15... miss their currency too: rejected anyway, the appKey still named.
+    assert unregistered == sorted([*range(3, 300, 10), *range(5, 300, 10)])
+    assert len(single["fixes"]) == 2
+
+
+def test_a_clean_file_is_not_read_a_second_time(
+    user: Any, app_key: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[Any] = []
+    real_open = imports.open_signal_file
+
+    def counting_open(*args: Any, **kwargs: Any) -> Any:
+        opened.append(args[0])
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "open_signal_file", counting_open)
+    signal_import = validated(user, app_key, ndjson(*(order(n) for n in range(50))))
+    assert signal_import.valid == 50
+    assert len(opened) == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"app\\u004bey": "nobody-knows-me", "identifiableAttributes": {"email": "a@b.c"}, '
+        b'"signalContent": {"signalType": "order", "currency": "USD", "orderId": "o"}}',
+        b'{"appKey": "nobody-knows-m\\u0065", "identifiableAttributes": {"email": "a@b.c"}, '
+        b'"signalContent": {"signalType": "order", "currency": "USD", "orderId": "o"}}',
+        b'{"appKey": 42}',
+    ],
+)
+def test_the_app_key_scan_never_vouches_for_what_it_cannot_read(
+    line: bytes, tmp_path: Path
+) -> None:
+    path = tmp_path / "f.ndjson"
+    path.write_bytes(ndjson(order(0)) + line + b"\n")
+    assert not imports._all_app_keys_registered(path, frozenset({"shop-key", "nobody-knows-me"}))
+
+
+def test_the_app_key_scan_reads_plain_files_across_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imports, "_SCAN_BLOCK", 100)
+    monkeypatch.setattr(imports, "_SCAN_OVERLAP", 30)
+    content = ndjson(*(order(n) for n in range(40)))
+    plain = tmp_path / "f.ndjson"
+    plain.write_bytes(content)
+    packed = tmp_path / "f.ndjson.gz"
+    packed.write_bytes(gzip.compress(content))
+    for file_path in (plain, packed):
+        assert imports._all_app_keys_registered(file_path, frozenset({"shop-key"}))
+        assert not imports._all_app_keys_registered(file_path, frozenset({"other"}))
+    stranger = order(40)
+    stranger["appKey"] = "stranger"
+    plain.write_bytes(content + ndjson(stranger))
+    assert not imports._all_app_keys_registered(plain, frozenset({"shop-key"}))
+
+
+def test_an_escaped_unregistered_app_key_is_still_an_error(user: Any, app_key: Any) -> None:
+    line = (
+        b'{"app\\u004bey": "nobody-knows-me", "identifiableAttributes": {"email": "a@b.c"}, '
+        b'"signalContent": {"signalType": "order", "currency": "USD", "orderId": "o"}}\n'
+    )
+    signal_import = validated(user, app_key, ndjson(order(0)) + line)
+    assert (signal_import.valid, signal_import.rejected) == (1, 1)
+    finding = ImportFinding.objects.get(signal_import=signal_import)
+    assert (finding.signal, finding.code) == (1, "unregistered_app_key")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_validation_over_several_processes_shows_progress_on_the_row(
+    user: Any, app_key: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row's bytes_read follows what the validator's worker processes have read."""
+    monkeypatch.setattr(imports, "PROGRESS_EVERY_SECONDS", 0.05)
+    monkeypatch.setattr(imports, "_queue_validation", lambda signal_import: None)
+    signal_import = create(user, app_key, ndjson(order(0)))
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * 300_000)
+    seen: list[int] = []
+    with imports._ChildReadProgress(signal_import.pk, 10**9) as progress:
+        child = subprocess.Popen(
+            ["python3", "-c", f"import time; open({str(data)!r}, 'rb').read(); time.sleep(1)"]
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not seen:
+            time.sleep(0.05)
+            bytes_read = SignalImport.objects.get(pk=signal_import.pk).bytes_read
+            if bytes_read >= 300_000:
+                seen.append(bytes_read)
+        assert progress.bytes_read() >= 300_000
+        child.wait()
+    assert seen  # (the child's other reads, its own modules, count too)

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.exceptions import PermissionDenied
+from django.utils import timezone
 
 from signals_app.connect_client import (
     CREATE_SIGNALS,
@@ -522,3 +523,139 @@ def test_batch_ranges_skip_rejected_signals() -> None:
         (1, 2, 2), (4, 5, 2), (6, 6, 1)
     ]  # fmt: skip
     assert sending.batch_ranges(signals=3, rejected={0, 1, 2}, size=2) == []
+
+
+# --- signalIds per signal --------------------------------------------------------------------
+
+
+def test_signal_ids_map_back_to_their_signals_past_rejected_ones(
+    imports_dir: Path, marketer: User
+) -> None:
+    signal_import = validated_import(imports_dir, marketer)
+    SignalImport.objects.filter(pk=signal_import.pk).update(file_format="ndjson")
+    signal_import = sending.import_send(signal_import=signal_import, user=marketer)
+    # Batch 1 holds signals 6..12 but 10 and 11 are rejected; batch 2 fails.
+    client = FakeClient(Outcome.SENT, Outcome.SENT, Outcome.FAILED)
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    signal_import.refresh_from_db()
+
+    sent = [n for n in range(TOTAL) if n not in REJECTED and not 13 <= n <= 17]
+    assert list(sending.import_signal_ids(signal_import)) == [(n, f"id-S-{n}") for n in sent]
+    # Lines come from the file (NDJSON: line n + 1 for signal n here).
+    assert list(sending.import_signal_ids_with_lines(signal_import)) == [
+        (n, n + 1, f"id-S-{n}") for n in sent
+    ]
+
+
+def test_signal_ids_skip_rejected_signals_inside_a_batch_range(
+    imports_dir: Path, marketer: User
+) -> None:
+    tested = validated_import(imports_dir, marketer)
+    ImportBatch.objects.create(
+        signal_import=tested,
+        number=0,
+        first_signal=8,
+        last_signal=13,
+        size=4,
+        state=BatchState.SENT,
+        signal_ids=["a", "b", "c"],  # fewer ids than signals: only those are listed
+    )
+    assert list(sending.import_signal_ids(tested)) == [(8, "a"), (9, "b"), (12, "c")]
+    assert list(sending.import_signal_ids_with_lines(tested)) == [
+        (8, None, "a"), (9, None, "b"), (12, None, "c")
+    ]  # fmt: skip
+
+
+# --- stalled sends ---------------------------------------------------------------------------
+
+
+def copy_of(signal_import: SignalImport) -> SignalImport:
+    copy = SignalImport.objects.get(pk=signal_import.pk)
+    copy.pk = None
+    copy.public_id = uuid.uuid4()
+    copy.stored_name = uuid.uuid4().hex
+    copy.save()
+    return copy
+
+
+def test_the_sweep_resumes_only_sends_that_stalled(
+    imports_dir: Path,
+    marketer: User,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from signals_app import tasks
+
+    settings.SIGNALS_SEND_STALLED_MINUTES = 10
+    enqueued: list[int] = []
+    monkeypatch.setattr(tasks.send_import, "delay", lambda import_id: enqueued.append(import_id))
+    now = timezone.now()
+    stalled = validated_import(imports_dir, marketer)
+    alive, old_without_heartbeat, done = (copy_of(stalled) for _ in range(3))
+    SignalImport.objects.filter(pk=stalled.pk).update(
+        status=ImportStatus.SENDING, heartbeat_at=now - timedelta(minutes=11)
+    )
+    SignalImport.objects.filter(pk=alive.pk).update(
+        status=ImportStatus.SENDING, heartbeat_at=now - timedelta(minutes=9)
+    )
+    SignalImport.objects.filter(pk=old_without_heartbeat.pk).update(
+        status=ImportStatus.SENDING, send_started_at=now - timedelta(hours=1)
+    )
+    SignalImport.objects.filter(pk=done.pk).update(
+        status=ImportStatus.COMPLETED, heartbeat_at=now - timedelta(hours=1)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = sending.resume_stalled_sends(now=now)
+    assert sorted(resumed) == sorted([stalled.pk, old_without_heartbeat.pk])
+    assert sorted(enqueued) == sorted(resumed)
+    assert SignalImport.objects.get(pk=stalled.pk).heartbeat_at == now
+    assert AuditEvent.objects.filter(action="import.send_resumed").count() == 2
+
+    # The next sweep a minute later leaves them alone: the resumed run has its time.
+    enqueued.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sending.resume_stalled_sends(now=now + timedelta(minutes=1)) == []
+    assert enqueued == []
+
+
+def test_the_send_loop_beats_after_every_batch(imports_dir: Path, marketer: User) -> None:
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    started = SignalImport.objects.get(pk=signal_import.pk).heartbeat_at
+    assert started is not None
+    beats: list[Any] = []
+    client = FakeClient()
+    client.on_call = lambda n: beats.append(
+        SignalImport.objects.get(pk=signal_import.pk).heartbeat_at
+    )
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert len(beats) == 4
+    assert beats == sorted(beats) and beats[-1] > started
+
+
+def test_a_resumed_run_after_a_dead_one_sends_nothing_twice(
+    imports_dir: Path, marketer: User
+) -> None:
+    """The sweep's task meets the ledger a killed worker left: the batch it was sending is
+    outcome unknown, the rest is sent once."""
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    first = FakeClient()
+    sending.send_batch(
+        batch=batches(signal_import)[0],
+        signals=[{"sessionId": f"S-{n}"} for n in range(5)],
+        client=first,
+    )
+    ImportBatch.objects.filter(signal_import=signal_import, number=1).update(
+        state=BatchState.IN_FLIGHT
+    )  # the worker died during this call
+    resumed = FakeClient()
+    sending.import_send_run(import_id=signal_import.pk, client=resumed)
+    sending.import_send_run(import_id=signal_import.pk, client=resumed)  # twice: no harm
+    states = [b.state for b in batches(signal_import)]
+    assert states == [BatchState.SENT, BatchState.UNKNOWN, BatchState.SENT, BatchState.SENT]
+    assert len(resumed.calls) == 2

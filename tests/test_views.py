@@ -424,8 +424,10 @@ def test_the_signal_ids_download(client: Client, marketer: User) -> None:
     add_batches(signal_import, ["sent", "sent"])
     response = client.get(reverse("signals:download_signal_ids", args=[signal_import.public_id]))
     text = b"".join(response.streaming_content).decode()  # type: ignore[attr-defined]
-    assert text.splitlines()[0] == "batch,position,signalId"
-    assert "1,2,sid-1-2" in text
+    assert text.splitlines()[0] == "signal,line,signalId"
+    # No rejected signals here: batch 1 starts at signal 500 (its file has no lines).
+    assert text.splitlines()[1:4] == ["0,,sid-0-0", "1,,sid-0-1", "2,,sid-0-2"]
+    assert "502,,sid-1-2" in text
 
 
 def test_the_error_report_download(client: Client, marketer: User) -> None:

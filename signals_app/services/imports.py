@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import csv
 import difflib
+import gzip
 import importlib
 import json
 import logging
 import os
 import re
 import shutil
+import threading
 import time
 import unicodedata
 import uuid
@@ -34,6 +36,7 @@ import orjson
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db import connection as db_connection
 from django.db.models import Count
 from django.utils import timezone
 
@@ -61,7 +64,12 @@ from signals_app.validation.schema import (
     Kind,
     Tier,
 )
-from signals_app.validation.validate import Options, validate_records
+from signals_app.validation.validate import (
+    PARALLEL_MIN_BYTES,
+    Options,
+    validate_file,
+    validate_records,
+)
 from signals_app.validation.values import CURRENCY_CODES
 
 logger = logging.getLogger(__name__)
@@ -306,6 +314,17 @@ def sanitize_file_name(name: str) -> str:
 def import_validate(*, import_id: int) -> None:
     """Validate the import's file and store findings, rejected signals and totals.
 
+    Two passes, both streaming:
+    1. the validator over the whole file — split over the machine's cores when the file
+       is large and its format allows (`validate_file`), single-process with progress
+       per record otherwise — its findings stored in bulk as they arrive (in file order);
+    2. one pass over the records that need more than their findings: the rejected ones
+       (their record is stored for the preview and for fixes), those with a fixable
+       finding (the fixes the preview offers), and every record naming an app key that
+       is not registered (`unregistered_app_key`). A cheap scan of the raw bytes proves
+       most files name registered keys only; then this pass reads just up to the last
+       record it needs, and is skipped altogether for a file without findings.
+
     Re-runnable: a run starts by deleting what an earlier (crashed) run stored.
     """
     signal_import = SignalImport.objects.select_related("app_key").get(pk=import_id)
@@ -328,17 +347,31 @@ def import_validate(*, import_id: int) -> None:
     app_key = signal_import.app_key
     options = Options(tier=_tier(app_key.tier), default_app_key=app_key.key)
     registered = frozenset(AppKey.objects.values_list("key", flat=True))
-    run = _ValidationRun(import_id, registered)
+    path = import_file_path(signal_import)
+    max_inflated = settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
+    store = _FindingStore(import_id)
     try:
-        with open_signal_file(
-            import_file_path(signal_import),
-            max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
-        ) as signal_file:
+        with open_signal_file(path, max_inflated_bytes=max_inflated) as signal_file:
             SignalImport.objects.filter(pk=import_id).update(
                 file_format=signal_file.format, compressed=signal_file.compressed
             )
-            summary = validate_records(run.records(signal_file), options, run.sink)
-            run.flush()
+            file_format = signal_file.format
+            parallel = _parallel_fit(signal_file)
+            if not parallel:
+                summary = validate_records(_reporting(import_id, signal_file), options, store)
+        if parallel:
+            with _ChildReadProgress(import_id, path.stat().st_size):
+                summary = validate_file(
+                    path,
+                    options,
+                    store,
+                    max_inflated_bytes=max_inflated,
+                    workers=_validation_workers(),
+                    parallel_min_bytes=_parallel_min_bytes(),
+                )
+        store.flush()
+        follow_up = _FollowUp(import_id, registered, store)
+        follow_up.run(path, max_inflated, file_format)
     except UnreadableFile as exc:
         # Nothing is half-imported (SPEC §5): drop what the readable beginning produced.
         _delete_validation_rows(signal_import)
@@ -353,8 +386,8 @@ def import_validate(*, import_id: int) -> None:
             validation_finished_at=timezone.now(),
         )
         raise
-    run.adjust(summary)
-    size = signal_import.size_bytes or import_file_path(signal_import).stat().st_size
+    follow_up.adjust(summary)
+    size = signal_import.size_bytes or path.stat().st_size
     SignalImport.objects.filter(pk=import_id).update(
         status=ImportStatus.VALIDATED,
         validation_finished_at=timezone.now(),
@@ -366,7 +399,7 @@ def import_validate(*, import_id: int) -> None:
         warnings=summary.warnings,
         contact_key_only=summary.contact_key_only,
         problem_counts=problem_counts(summary),
-        fix_suggestions=run.fix_suggestions(),
+        fix_suggestions=follow_up.fix_suggestions(),
     )
     audit(
         action="import_validated",
@@ -375,6 +408,106 @@ def import_validate(*, import_id: int) -> None:
         valid=summary.valid,
         rejected=summary.rejected,
     )
+
+
+def _validation_workers() -> int:
+    return int(getattr(settings, "SIGNALS_VALIDATION_WORKERS", 0)) or (os.cpu_count() or 1)
+
+
+def _parallel_min_bytes() -> int:
+    return int(getattr(settings, "SIGNALS_PARALLEL_MIN_BYTES", PARALLEL_MIN_BYTES))
+
+
+def _parallel_fit(signal_file: SignalFile) -> bool:
+    """Whether validate_file may split the file over processes (its own conditions; it
+    still takes the single pass when a part cannot be judged apart)."""
+    return (
+        not signal_file.compressed
+        and _validation_workers() > 1
+        and signal_file.size >= _parallel_min_bytes()
+        and signal_file.format in _PARALLEL_FORMATS
+    )
+
+
+_PARALLEL_FORMATS = frozenset({"ndjson", "json-array", "csv", "export-csv"})
+
+
+def _reporting(import_id: int, signal_file: SignalFile) -> Iterator[Record]:
+    """The records, writing bytes read and signals read on the row now and then."""
+    last = time.monotonic()
+    for record in signal_file:
+        if record.index % 256 == 0:
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY_SECONDS:
+                last = now
+                SignalImport.objects.filter(pk=import_id).update(
+                    bytes_read=signal_file.position(), signals=record.index
+                )
+        yield record
+
+
+class _ChildReadProgress:
+    """Progress of the parallel validation, seen from outside: the bytes the validator's
+    worker processes (this process's children) have read so far, from Linux's
+    /proc/<pid>/io, written to the row by a thread twice a second. Best effort: where
+    /proc says nothing the row simply shows no progress until the end.
+
+    (A hook in validate_file reporting each part's bytes through a shared counter would
+    be exact; until it exists this measures the same thing.)
+    """
+
+    def __init__(self, import_id: int, size: int) -> None:
+        self.import_id = import_id
+        self.size = max(size, 1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="validation-progress", daemon=True)
+        self._before: set[int] = set()
+
+    def __enter__(self) -> _ChildReadProgress:
+        self._before = set(_children_read())  # children from before are not ours
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def bytes_read(self) -> int:
+        reads = _children_read()
+        return min(sum(read for pid, read in reads.items() if pid not in self._before), self.size)
+
+    def _watch(self) -> None:
+        try:
+            shown = 0
+            while not self._stop.wait(max(PROGRESS_EVERY_SECONDS, 0.05)):
+                done = self.bytes_read()
+                if done > shown:  # workers that finished leave the sum: never go back
+                    shown = done
+                    SignalImport.objects.filter(pk=self.import_id).update(bytes_read=done)
+        except Exception:  # progress must never break the validation
+            logger.debug("import %s: no validation progress", self.import_id, exc_info=True)
+        finally:
+            db_connection.close()  # this thread's own connection
+
+
+def _children_read() -> dict[int, int]:
+    """{pid: bytes read} of this process's live children (Linux); {} elsewhere."""
+    found: dict[int, int] = {}
+    for children in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids = children.read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                io_text = Path(f"/proc/{pid}/io").read_text()
+            except OSError:
+                continue
+            for line in io_text.splitlines():
+                if line.startswith("rchar:"):
+                    found[int(pid)] = int(line.split()[1])
+                    break
+    return found
 
 
 def _tier(value: str) -> Tier:
@@ -480,96 +613,149 @@ def _clean_text(text: str, limit: int | None = None) -> str:
     return text[:limit] if limit is not None else text
 
 
-class _ValidationRun:
-    """Collects what validation finds, one record at a time, and writes it in chunks.
+# Flags per signal index, set while the validator's findings arrive.
+_HAS_FINDING = 1
+_HAS_ERROR = 2
+_AT_APP_KEY = 4  # a finding at appKey already (no unregistered_app_key on top)
+_FIXABLE = 8  # a finding a fix may address
 
-    `records()` wraps the file's records for the validator: when the validator asks for
-    record i+1, it has sent every finding of record i to `sink`, so record i is complete
-    and can be stored while the record itself is still at hand (no second pass over the
-    file, and never more than a chunk in memory).
-    """
 
-    def __init__(self, import_id: int, registered_keys: frozenset[str]) -> None:
+class _FindingStore:
+    """The validator's sink: findings (in file order) stored in chunks of FINDINGS_CHUNK,
+    and one byte of flags per signal index, so the follow-up pass knows which records it
+    needs without holding findings in memory (1 MB for a million signals)."""
+
+    def __init__(self, import_id: int) -> None:
+        self.import_id = import_id
+        self.rows: list[ImportFinding] = []
+        self.flags = bytearray()
+
+    def __call__(self, finding: Finding) -> None:
+        signal = finding.signal
+        flags = self.flags
+        if signal >= len(flags):
+            flags.extend(bytes(signal + 1 - len(flags)))
+        bits = _HAS_FINDING
+        if finding.severity == ERROR:
+            bits |= _HAS_ERROR
+        if finding.path == "appKey":
+            bits |= _AT_APP_KEY
+        if finding.code in _FIXABLE_CODES:
+            bits |= _FIXABLE
+        flags[signal] |= bits
+        self.rows.append(_finding_row(self.import_id, finding))
+        if len(self.rows) >= FINDINGS_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            ImportFinding.objects.bulk_create(self.rows, batch_size=FINDINGS_CHUNK)
+            self.rows = []
+
+    def flag(self, signal: int) -> int:
+        return self.flags[signal] if signal < len(self.flags) else 0
+
+    def last_flagged(self, mask: int) -> int:
+        """The highest signal index with one of `mask`'s flags; -1 when none has."""
+        for signal in range(len(self.flags) - 1, -1, -1):
+            if self.flags[signal] & mask:
+                return signal
+        return -1
+
+
+def _finding_row(import_id: int, f: Finding) -> ImportFinding:
+    return ImportFinding(
+        signal_import_id=import_id,
+        signal=f.signal,
+        line=f.line,
+        path=_clean_text(f.path, _PATH_MAX),
+        path_pattern=_clean_text(path_pattern(f.path), _PATH_MAX),
+        severity=f.severity,
+        code=f.code[:_CODE_MAX],
+        message=_clean_text(f.message),
+    )
+
+
+class _FollowUp:
+    """The second pass: one streaming walk over the file, in step with the stored fixable
+    findings, for the records that need more than their findings (see import_validate)."""
+
+    def __init__(
+        self, import_id: int, registered_keys: frozenset[str], store: _FindingStore
+    ) -> None:
         self.import_id = import_id
         self.registered_keys = registered_keys
-        self.current: list[Finding] = []
+        self.store = store
         self.findings: list[ImportFinding] = []
         self.rejected: list[RejectedSignal] = []
         self.rejected_bytes = 0
         self.unregistered = 0  # unregistered_app_key findings
         self.newly_rejected = 0  # signals valid but for their unregistered appKey
         self.fixes: dict[str, FixSuggestion] = {}
-        self.last_progress = time.monotonic()
 
-    def sink(self, finding: Finding) -> None:
-        self.current.append(finding)
+    def run(self, path: Path, max_inflated: int, file_format: str) -> None:
+        keys_known = file_format in _JSON_FORMATS and _all_app_keys_registered(
+            path, self.registered_keys
+        )
+        last = self.store.last_flagged(_HAS_ERROR | _FIXABLE)
+        if keys_known and last < 0:
+            return  # the common case of a clean file: nothing to read again
+        fixable = (
+            ImportFinding.objects.filter(signal_import_id=self.import_id, code__in=_FIXABLE_CODES)
+            .order_by("signal", "id")
+            .values_list("signal", "line", "path", "severity", "code", "message")
+            .iterator(chunk_size=FINDINGS_CHUNK)
+        )
+        pending = next(fixable, None)
+        flag = self.store.flag
+        with open_signal_file(path, max_inflated_bytes=max_inflated) as signal_file:
+            for record in signal_file:
+                index = record.index
+                if keys_known and index > last:
+                    break
+                bits = flag(index)
+                findings: list[Finding] = []
+                while pending is not None and pending[0] <= index:
+                    if pending[0] == index:
+                        signal, line, f_path, severity, code, message = pending
+                        findings.append(
+                            Finding(signal, line, f_path, cast(Any, severity), code, message)
+                        )
+                    pending = next(fixable, None)
+                if not keys_known or bits & (_HAS_ERROR | _FIXABLE):
+                    self._record(record, bits, findings)
+        self.flush()
 
-    def records(self, signal_file: SignalFile) -> Iterator[Record]:
-        previous: Record | None = None
-        for record in signal_file:
-            if previous is not None:
-                self._finish(previous)
-            previous = record
-            if record.index % 256 == 0:
-                self._progress(signal_file.position(), record.index)
-            yield record
-        if previous is not None:
-            self._finish(previous)
-
-    def _progress(self, position: int, signals: int) -> None:
-        now = time.monotonic()
-        if now - self.last_progress >= PROGRESS_EVERY_SECONDS:
-            self.last_progress = now
-            SignalImport.objects.filter(pk=self.import_id).update(
-                bytes_read=position, signals=signals
-            )
-
-    def _finish(self, record: Record) -> None:
+    def _record(self, record: Record, bits: int, fixable: list[Finding]) -> None:
+        rejected = bool(bits & _HAS_ERROR)
         app_key = _file_app_key(record)
-        findings = self.current
-        if not findings and (app_key is None or app_key in self.registered_keys):
-            return  # the common case, kept cheap: a clean signal of a registered key
-        self.current = []  # `findings` is now this record's own list
-        rejected = any(f.severity == ERROR for f in findings)
         if (
             isinstance(app_key, str)
             and app_key.strip()
             and app_key not in self.registered_keys
-            and not any(f.path == "appKey" for f in findings)
+            and not bits & _AT_APP_KEY
         ):
-            findings.append(
-                Finding(
-                    record.index,
-                    record.line,
-                    "appKey",
-                    ERROR,
-                    UNREGISTERED_APP_KEY,
-                    f'appKey "{app_key[:80]}" is not registered in connectadmin; '
-                    "correct it, or have an administrator add the key",
+            self.findings.append(
+                _finding_row(
+                    self.import_id,
+                    Finding(
+                        record.index,
+                        record.line,
+                        "appKey",
+                        ERROR,
+                        UNREGISTERED_APP_KEY,
+                        f'appKey "{app_key[:80]}" is not registered in connectadmin; '
+                        "correct it, or have an administrator add the key",
+                    ),
                 )
             )
             self.unregistered += 1
             if not rejected:
                 self.newly_rejected += 1
                 rejected = True
-        if not findings:
+        if not rejected and not fixable:
             return
-        for f in findings:
-            self.findings.append(
-                ImportFinding(
-                    signal_import_id=self.import_id,
-                    signal=f.signal,
-                    line=f.line,
-                    path=_clean_text(f.path, _PATH_MAX),
-                    path_pattern=_clean_text(path_pattern(f.path), _PATH_MAX),
-                    severity=f.severity,
-                    code=f.code[:_CODE_MAX],
-                    message=_clean_text(f.message),
-                )
-            )
-        value = _NOT_PARSED
-        if rejected or any(f.code in _FIXABLE_CODES for f in findings):
-            value = _record_value(record)
+        value = _record_value(record)
         if rejected:
             stored, raw = _storable(record, value)
             self.rejected.append(
@@ -582,8 +768,8 @@ class _ValidationRun:
                 )
             )
             self.rejected_bytes += len(record.raw or b"") + len(raw)
-        if value is not _NOT_PARSED:
-            self._count_fixes(value, findings)
+        if value is not _NOT_PARSED and fixable:
+            self._count_fixes(value, fixable)
         if len(self.findings) >= FINDINGS_CHUNK:
             self._flush_findings()
         if len(self.rejected) >= REJECTED_CHUNK or self.rejected_bytes >= REJECTED_CHUNK_BYTES:
@@ -627,6 +813,54 @@ class _ValidationRun:
     def fix_suggestions(self) -> list[dict[str, Any]]:
         fixes = sorted(self.fixes.values(), key=lambda f: (-f.signals, f.id))
         return [asdict(f) for f in fixes[:MAX_FIX_SUGGESTIONS]]
+
+
+# The scan proving a file names registered app keys only. Sound, not complete: anything
+# it cannot account for (an appKey written with escapes, or followed by anything but a
+# plain string, an escaped ASCII letter anywhere that could spell "appKey", a CSV file)
+# sends the follow-up pass through every record, which then decides per record.
+_APP_KEY_TOKEN = b'"appKey"'
+_APP_KEY_PAIR = re.compile(rb'"appKey"[ \t\r\n]{0,64}:[ \t\r\n]{0,64}"([^"\\]{0,1024})"')
+_ESCAPED_LETTER = re.compile(rb"\\u00(?:4[1-9A-Fa-f]|5[0-9Aa]|6[1-9A-Fa-f]|7[0-9Aa])")
+_JSON_FORMATS = frozenset({"ndjson", "json-array", "json-signals", "json-single"})
+_SCAN_BLOCK = 8 * 1024**2
+_SCAN_OVERLAP = 4096  # longer than any pair the pattern takes
+_SCAN_HEAD = 64
+
+
+def _all_app_keys_registered(path: Path, registered: frozenset[str]) -> bool:
+    """True only when every appKey the file's JSON records can name is registered.
+
+    Blocks are cut after a newline, so a token never straddles two blocks; a pair that
+    does (a newline between key and value at a block's end) only costs the full pass.
+    """
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    seen: set[bytes] = set()
+    with gzip.open(path, "rb") if compressed else path.open("rb") as f:
+        carry = f.read(_SCAN_HEAD)
+        while True:
+            block = f.read(_SCAN_BLOCK)
+            data = carry + block
+            if block:
+                cut = data.rfind(b"\n", 0, len(data) - _SCAN_OVERLAP) + 1
+                if cut <= 0:
+                    cut = max(len(data) - _SCAN_OVERLAP, 0)
+            else:
+                cut = len(data)
+            if _ESCAPED_LETTER.search(data, 0, cut):
+                return False
+            pairs = _APP_KEY_PAIR.findall(data, 0, cut)
+            if data.count(_APP_KEY_TOKEN, 0, cut) != len(pairs):
+                return False
+            seen.update(pairs)
+            if not block:
+                break
+            carry = data[cut:]
+    try:
+        return all(value.decode() in registered for value in seen)
+    except UnicodeDecodeError:
+        return False
 
 
 def _with_signals(fix: FixSuggestion, signals: int) -> FixSuggestion:

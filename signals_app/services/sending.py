@@ -18,11 +18,13 @@ Settings (defaults in brackets; tests shrink them):
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import time
 import uuid
 from collections.abc import Generator, Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -45,7 +47,7 @@ from signals_app.models import (
     audit,
 )
 from signals_app.services.errors import ImportRefused
-from signals_app.services.imports import iter_valid_records
+from signals_app.services.imports import import_file_path, iter_valid_records
 from signals_app.validation.engine import unwrap
 from signals_app.validation.schema import IDENTIFIABLE_ATTRIBUTES
 
@@ -161,7 +163,7 @@ def import_send(
         locked.status = ImportStatus.SENDING
         locked.confirmed_skip = skipped if locked.is_live else 0
         locked.cancel_requested = False
-        locked.send_started_at = timezone.now()
+        locked.send_started_at = locked.heartbeat_at = timezone.now()
         locked.send_finished_at = None
         locked.sent = locked.accepted = locked.failed = locked.unknown = 0
         locked.save(
@@ -171,6 +173,7 @@ def import_send(
                 "confirmed_skip",
                 "cancel_requested",
                 "send_started_at",
+                "heartbeat_at",
                 "send_finished_at",
                 "sent",
                 "accepted",
@@ -373,6 +376,7 @@ def send_batch(*, batch: ImportBatch, signals: list[dict[str, Any]], client: Sig
             error=f"attempt {attempt}: {result.error}; retrying in {delay:.1f} s",
         )
         log.info("batch %s: %s; retrying in %.1f s", batch.pk, result.error, delay)
+        _heartbeat(batch.signal_import_id)
         sleep(delay)
     assert result is not None
     error = result.error
@@ -432,7 +436,14 @@ def update_counters(*, import_id: int) -> None:
         unknown=total(BatchState.UNKNOWN),
     )
     # SENT means one signalId per signal (connect_client checks), so accepted == sent.
-    SignalImport.objects.filter(pk=import_id).update(accepted=counts["sent"], **counts)
+    # Called by the send loop after every batch: the run's heartbeat too.
+    SignalImport.objects.filter(pk=import_id).update(
+        accepted=counts["sent"], heartbeat_at=timezone.now(), **counts
+    )
+
+
+def _heartbeat(import_id: int) -> None:
+    SignalImport.objects.filter(pk=import_id).update(heartbeat_at=timezone.now())
 
 
 def _cancel_requested(import_id: int) -> bool:
@@ -602,3 +613,112 @@ def batch_resend(*, batch: ImportBatch, user: User, reason: str = "") -> ImportB
         import_id = signal_import.pk
         transaction.on_commit(lambda: send_import.delay(import_id))
     return locked
+
+
+# --- stalled sends -------------------------------------------------------------------------
+
+
+def resume_stalled_sends(*, now: datetime | None = None) -> list[int]:
+    """Enqueue the send again for imports in SENDING whose run has shown no life (no batch
+    finished, no retry waited) for SIGNALS_SEND_STALLED_MINUTES: their worker died, and its
+    unacknowledged task would only come back after the broker's visibility timeout.
+
+    Safe with a live run: on PostgreSQL an import whose run still holds its advisory lock
+    is left alone, and the run itself is safe to start twice (the lock, then each batch
+    claimed PENDING -> IN_FLIGHT conditionally). Each resume moves the heartbeat, so a
+    resumed run that waits in the queue is not enqueued again every minute. Returns the
+    ids enqueued.
+    """
+    from signals_app.tasks import send_import  # the tasks module imports this one
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(minutes=int(getattr(settings, "SIGNALS_SEND_STALLED_MINUTES", 10)))
+    stalled = Q(status=ImportStatus.SENDING) & (
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, send_started_at__lt=cutoff)
+    )
+    resumed: list[int] = []
+    for import_id in SignalImport.objects.filter(stalled).values_list("pk", flat=True):
+        if _run_alive(import_id):
+            continue
+        with transaction.atomic():
+            # Claimed by moving the heartbeat: two sweeps at once enqueue it once.
+            if not SignalImport.objects.filter(stalled, pk=import_id).update(heartbeat_at=now):
+                continue
+            audit(action="import.send_resumed", signal_import=SignalImport(pk=import_id))
+            transaction.on_commit(functools.partial(send_import.delay, import_id))
+        resumed.append(import_id)
+        log.warning("import %s: its send had stalled; enqueued again", import_id)
+    return resumed
+
+
+def _run_alive(import_id: int) -> bool:
+    """Whether a send run holds the import's advisory lock (PostgreSQL; False elsewhere).
+    A worker killed with SIGKILL loses its session, and with it the lock."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, import_id])
+        acquired = cursor.fetchone()[0]
+        if acquired:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, import_id])
+    return not acquired
+
+
+# --- signalIds per signal ----------------------------------------------------------------
+
+
+def import_signal_ids(signal_import: SignalImport) -> Iterator[tuple[int, str]]:
+    """(signal index in the file, signalId) of every signal Connect acknowledged, in file
+    order, streaming. The ledger keeps a batch's ids in the order of its valid signals:
+    its index range minus the file's rejected signals, walked here side by side with the
+    rejected indexes (neither is held in memory)."""
+    source = signal_import.validation_source
+    rejected = (
+        RejectedSignal.objects.filter(signal_import=source)
+        .order_by("signal")
+        .values_list("signal", flat=True)
+        .iterator(chunk_size=2000)
+    )
+    next_rejected = next(rejected, None)
+    batches = (
+        signal_import.batches.filter(state=BatchState.SENT)
+        .order_by("number")
+        .values_list("first_signal", "last_signal", "signal_ids")
+        .iterator(chunk_size=20)
+    )
+    for first, last, signal_ids in batches:
+        ids = iter(signal_ids)
+        index = first
+        while index <= last:
+            while next_rejected is not None and next_rejected < index:
+                next_rejected = next(rejected, None)
+            if index != next_rejected:
+                signal_id = next(ids, None)
+                if signal_id is None:
+                    break  # fewer ids than signals: only what Connect gave
+                yield index, str(signal_id)
+            index += 1
+
+
+def import_signal_ids_with_lines(
+    signal_import: SignalImport,
+) -> Iterator[tuple[int, int | None, str]]:
+    """import_signal_ids with each signal's line in the file (NDJSON and CSV; None for
+    JSON documents, and when the file is gone), reading the file once alongside."""
+    ids = import_signal_ids(signal_import)
+    source = signal_import.validation_source
+    if source.file_format not in ("ndjson", "csv", "export-csv"):
+        for index, signal_id in ids:
+            yield index, None, signal_id
+        return
+    if not import_file_path(source).exists():
+        for index, signal_id in ids:
+            yield index, None, signal_id
+        return
+    records = iter_valid_records(source)
+    record = next(records, None)
+    for index, signal_id in ids:
+        while record is not None and record.index < index:
+            record = next(records, None)
+        line = record.line if record is not None and record.index == index else None
+        yield index, line, signal_id

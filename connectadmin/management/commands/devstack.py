@@ -1,5 +1,6 @@
-"""What `make run` ends with: the web server, a Celery worker and, when it exists, the
-local sandbox, as child processes whose output is shown prefixed with their name.
+"""What `make run` ends with: the web server, a Celery worker, Celery beat (the periodic
+tasks, with the worker) and, when it exists, the local sandbox, as child processes whose
+output is shown prefixed with their name.
 Ctrl-C or SIGTERM stops them all; if one dies, the others are stopped too."""
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ class Child:
 
 class Command(BaseCommand):
     help = (
-        "Run the web server, a Celery worker and the sandbox (if sandbox/__main__.py exists) "
-        "until Ctrl-C. Run `migrate` and `seed_demo` first (`make run` does)."
+        "Run the web server, a Celery worker with its beat, and the sandbox (if "
+        "sandbox/__main__.py exists) until Ctrl-C. Run `migrate` and `seed_demo` first "
+        "(`make run` does)."
     )
     requires_system_checks = []  # runserver runs them in its own process
 
@@ -48,6 +50,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.WEB_PORT, help="web port")
         parser.add_argument("--no-worker", action="store_true", help="no Celery worker")
         parser.add_argument("--no-sandbox", action="store_true", help="no sandbox")
+        parser.add_argument(
+            "--no-beat", action="store_true", help="no Celery beat (periodic tasks)"
+        )
         parser.add_argument(
             "--ready-timeout",
             type=float,
@@ -58,7 +63,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         port: int = options["port"]
         children = self._children(
-            port, worker=not options["no_worker"], sandbox=not options["no_sandbox"]
+            port,
+            worker=not options["no_worker"],
+            sandbox=not options["no_sandbox"],
+            beat=not options["no_beat"],
         )
         self._output_lock = threading.Lock()
         stop = threading.Event()
@@ -91,7 +99,9 @@ class Command(BaseCommand):
             raise CommandError(f"{dead.name} died; see its output above.")
         self._say("All stopped.")
 
-    def _children(self, port: int, *, worker: bool, sandbox: bool) -> list[Child]:
+    def _children(
+        self, port: int, *, worker: bool, sandbox: bool, beat: bool = True
+    ) -> list[Child]:
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         children = [Child("web", [python, manage, "runserver", f"127.0.0.1:{port}", "--noreload"])]
@@ -101,6 +111,13 @@ class Command(BaseCommand):
             celery = ["-m", "celery", "-A", "connectadmin", "worker", "-n", node]
             options = ["-l", "info", "--concurrency", "2"]
             children.append(Child("worker", [python, *celery, *options]))
+        if worker and beat:
+            # The periodic tasks (resume_stalled_sends), scheduled from the database. No
+            # pid file: a killed beat must not keep the next one from starting.
+            scheduler = "django_celery_beat.schedulers:DatabaseScheduler"
+            beat_command = ["-m", "celery", "-A", "connectadmin", "beat", "-l", "info"]
+            beat_options = ["--scheduler", scheduler, "--pidfile="]
+            children.append(Child("beat", [python, *beat_command, *beat_options]))
         if sandbox and (settings.BASE_DIR / "sandbox" / "__main__.py").exists():
             settings.SANDBOX_DATA_DIR.mkdir(parents=True, exist_ok=True)
             children.append(Child("sandbox", [python, "-m", "sandbox", *sandbox_arguments()]))
