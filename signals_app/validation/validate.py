@@ -244,13 +244,14 @@ class _FindingWriter:
         self._file = os.fdopen(fd, "wb", buffering=256 * 1024)
 
     def write(self, index: int, line: int | None, issue: Issue) -> None:
-        data: dict[str, Any] = {"signal": index}
-        if line is not None:
-            data["line"] = line
-        data["path"] = issue.path
-        data["severity"] = issue.severity
-        data["code"] = issue.code.value
-        data["message"] = issue.message
+        path, severity, code, message = issue
+        data: dict[str, Any]
+        if line is None:
+            data = {"signal": index, "path": path, "severity": severity}
+        else:
+            data = {"signal": index, "line": line, "path": path, "severity": severity}
+        data["code"] = str(code)  # a StrEnum's str() is its value
+        data["message"] = message
         self._file.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
 
     def close(self) -> None:

@@ -60,6 +60,8 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
+# The same few wrong values tend to recur in a file, and difflib costs ~15 us a call.
+@lru_cache(maxsize=4096)
 def suggest(value: str, choices: tuple[str, ...] | frozenset[str]) -> str:
     """` (did you mean "x"?)` when one choice is close to the value, else ''."""
     folded = {c.lower(): c for c in choices}
@@ -102,11 +104,61 @@ def email_problem(value: str) -> str | None:
     return None
 
 
+@cache
+def _always_possible_lengths(country_code: int) -> frozenset[int]:
+    """The national-number lengths for which phonenumbers calls *every* digit string after
+    `+<country_code>` IS_POSSIBLE, worked out from the library's own metadata.
+
+    For '+' and digits, parse() takes the country code, then may strip a national prefix
+    (and carrier code) from the national number, keeping the shorter number only when its
+    length tests IS_POSSIBLE or TOO_LONG; is_possible_number_with_reason() then tests the
+    length alone against the region's general description. So a length the library calls
+    IS_POSSIBLE stays so whatever the digits: stripping shortens the number, which cannot
+    make it too long, and a result kept is possible. That fails only where a national
+    prefix *transform* rule may rewrite the digits (Argentina, Brazil, Japan and a few
+    more): those take the library every time, as do lengths under two digits (parse()
+    refuses those). tests/test_values_speedups.py checks the claim against the library.
+    """
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if metadata is None or metadata.general_desc is None:
+        return frozenset()
+    if metadata.national_prefix_transform_rule or min(metadata.general_desc.possible_length) < 2:
+        return frozenset()
+    return frozenset(
+        length
+        for length in range(2, 18)  # 17 digits: the longest national number parse() takes
+        if phonenumbers.is_possible_number_with_reason(
+            phonenumbers.PhoneNumber(country_code=country_code, national_number=int("9" * length))
+        )
+        == phonenumbers.ValidationResult.IS_POSSIBLE
+    )
+
+
+def is_always_possible(value: str) -> bool:
+    """True when phonenumbers would parse an E.164-shaped `value` and call it IS_POSSIBLE
+    whatever its digits (see _always_possible_lengths); False means "ask the library".
+    The country code is read as parse() reads it: the shortest known prefix, up to 3."""
+    digits = value[1:]
+    for size in (1, 2, 3):
+        country_code = int(digits[:size])
+        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return len(digits) - size in _always_possible_lengths(country_code)
+    return False
+
+
 @lru_cache(maxsize=1 << 17)
 def phone_problem(value: str) -> str | None:
     """E.164: '+' and 8-15 digits that form a *possible* number (SPEC §2)."""
     if not E164.fullmatch(value):
         return "must be an E.164 phone number: '+' and 8 to 15 digits, e.g. +14035549090"
+    if is_always_possible(value):
+        return None  # the library's answer, without its ~16 us parse
+    return library_phone_problem(value)
+
+
+def library_phone_problem(value: str) -> str | None:
+    """phone_problem's answer from phonenumbers itself, for an E.164-shaped value."""
     try:
         number = phonenumbers.parse(value)
     except phonenumbers.NumberParseException as exc:
