@@ -99,12 +99,22 @@ class ConnectClient:
     def close(self) -> None:
         self._http.close()
 
-    def create_signals(self, signals: list[dict[str, Any]]) -> SendResult:
+    @staticmethod
+    def body(signals: list[dict[str, Any]]) -> bytes:
+        """The createSignals request for these signals, as posted (JSON bytes)."""
+        return orjson.dumps({"query": CREATE_SIGNALS, "variables": {"signals": signals}})
+
+    def create_signals(
+        self, signals: list[dict[str, Any]], *, body: bytes | None = None
+    ) -> SendResult:
+        """Post the signals; `body` is their request already serialised by `body()` (a
+        sender may prepare it ahead, off the critical path), else it is built here."""
         if len(signals) > MAX_BATCH:
             return SendResult(
                 Outcome.FAILED, error=f"{len(signals)} signals: more than {MAX_BATCH} per call"
             )
-        body = orjson.dumps({"query": CREATE_SIGNALS, "variables": {"signals": signals}})
+        if body is None:
+            body = self.body(signals)
         try:
             response = self._http.post(self.endpoint, content=body)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

@@ -24,7 +24,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import QuerySet, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -64,6 +64,8 @@ RUNNING = {ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportStatus.SENDING}
 NOT_PREVIEWABLE = {ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportStatus.UNREADABLE}
 FINAL_BATCH_STATES = [BatchState.SENT, BatchState.FAILED, BatchState.UNKNOWN]
 REJECTED_PAGE_SIZE = 20
+LEDGER_PAGE_SIZE = 100  # batches per page of the ledger (an import has up to thousands)
+ATTENTION_STATES = [BatchState.FAILED, BatchState.UNKNOWN]
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -208,7 +210,8 @@ def _progress(signal_import: SignalImport) -> Progress | None:
         return Progress("validating", int(fraction * 100), facts, left)
     if signal_import.status == ImportStatus.SENDING:
         total = signal_import.batches_total
-        done = signal_import.batches.filter(state__in=FINAL_BATCH_STATES).count()
+        counts = batch_counts(signal_import)
+        done = sum(counts.get(state, 0) for state in FINAL_BATCH_STATES)
         fraction = done / total if total else 0.0
         elapsed, left = _time_left(signal_import.send_started_at, fraction)
         facts = [
@@ -217,6 +220,12 @@ def _progress(signal_import: SignalImport) -> Progress | None:
             ("Failed", f"{signal_import.failed:,}"),
             ("Outcome unknown", f"{signal_import.unknown:,}"),
         ]
+        states = ", ".join(
+            f"{counts[state]:,} {label.lower()}"
+            for state, label in BatchState.choices
+            if counts.get(state)
+        )
+        facts.append(("Batches by state", states or "none yet"))
         if signal_import.cancel_requested:
             left = "stopping after the current batch"
         return Progress("sending", int(fraction * 100), facts, left)
@@ -281,17 +290,68 @@ def import_detail(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
         if target == "rejected":
             return TemplateResponse(request, template_name + "#rejected", context)
 
-    batches = list(signal_import.batches.all())
+    context.update(_ledger_context(request, signal_import))
     context.update(
         {
-            "batches": batches,
-            "batch_counts": sorted(Counter(batch.state for batch in batches).items()),
             "audit": AuditEvent.objects.filter(signal_import=signal_import).select_related("actor"),
             "promotions": list(signal_import.promotions.all()),
-            "has_signal_ids": any(batch.signal_ids for batch in batches),
         }
     )
     return TemplateResponse(request, template_name, context)
+
+
+def batch_counts(signal_import: SignalImport) -> dict[str, int]:
+    """Batches per ledger state (one GROUP BY over the import's batches)."""
+    return dict(
+        signal_import.batches.order_by()
+        .values("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+
+
+def _ledger_context(request: HtmxHttpRequest, signal_import: SignalImport) -> dict[str, Any]:
+    """One page of the batch ledger, never with the batches' signalIds (up to 500 each):
+    the failed and unknown batches first (what ops act on), then the others by number,
+    paged with a keyset (`batches_after`, the last number shown)."""
+    counts = batch_counts(signal_import)
+    total = sum(counts.values())
+    if not total:
+        return {"batch_total": 0, "has_signal_ids": False}
+    rows = signal_import.batches.defer("signal_ids").order_by("number")
+    batches_after = _int_or_none(request.GET.get("batches_after"))
+    attention: list[ImportBatch] = []
+    attention_total = sum(counts.get(state, 0) for state in ATTENTION_STATES)
+    if batches_after is None and attention_total:
+        attention = list(rows.filter(state__in=ATTENTION_STATES)[:LEDGER_PAGE_SIZE])
+    others = rows.exclude(state__in=ATTENTION_STATES)
+    if batches_after is not None:
+        others = others.filter(number__gt=batches_after)
+    page = list(others[: LEDGER_PAGE_SIZE + 1])
+    next_after = page[LEDGER_PAGE_SIZE - 1].number if len(page) > LEDGER_PAGE_SIZE else None
+    groups: list[tuple[str, list[ImportBatch]]] = []
+    if attention:
+        shown = f"the first {len(attention)} of {attention_total:,}, "
+        title = "Failed or of unknown outcome" + (
+            f" ({shown}by number)" if attention_total > len(attention) else ""
+        )
+        groups.append((title, attention))
+        if page:
+            groups.append(("The other batches", page[:LEDGER_PAGE_SIZE]))
+    elif page:
+        groups.append(("", page[:LEDGER_PAGE_SIZE]))
+    return {
+        "batch_total": total,
+        "ledger_groups": groups,
+        "batch_counts": sorted(counts.items()),
+        "attention_batches": attention,
+        "attention_total": attention_total,
+        "batches": page[:LEDGER_PAGE_SIZE],
+        "batches_after": batches_after,
+        "batches_next": next_after,
+        # SENT means one signalId per signal: the download has something to give.
+        "has_signal_ids": counts.get(BatchState.SENT, 0) > 0,
+    }
 
 
 def _preview_context(request: HtmxHttpRequest, signal_import: SignalImport) -> dict[str, Any]:

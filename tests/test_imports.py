@@ -837,3 +837,18 @@ def test_validation_over_several_processes_shows_progress_on_the_row(
         assert progress.bytes_read() >= 300_000
         child.wait()
     assert seen  # (the child's other reads, its own modules, count too)
+
+
+@pytest.mark.django_db
+def test_findings_are_analyzed_after_a_large_bulk_insert_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fresh statistics before the preview's first GROUP BY / ROW_NUMBER() (PostgreSQL
+    plans them from an empty table's statistics otherwise); small imports skip it."""
+    with CaptureQueriesContext(connection) as small:
+        imports._refresh_preview_statistics(imports.ANALYZE_MIN_FINDINGS - 1)
+    assert small.captured_queries == []
+    monkeypatch.setattr(connection, "vendor", "postgresql")
+    with CaptureQueriesContext(connection) as large:
+        imports._refresh_preview_statistics(imports.ANALYZE_MIN_FINDINGS)
+    assert [q["sql"] for q in large.captured_queries] == ["ANALYZE signals_app_importfinding"]

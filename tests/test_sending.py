@@ -35,6 +35,7 @@ from signals_app.models import (
 )
 from signals_app.services import sending
 from signals_app.services.errors import ImportRefused
+from signals_app.validation.readers import UnreadableFile
 from tests.factories import make_app_key
 
 # --- the client --------------------------------------------------------------------------
@@ -177,7 +178,11 @@ class FakeClient:
         self.closed = False
         self.on_call: Callable[[int], None] | None = None
 
-    def create_signals(self, signals: list[dict[str, Any]]) -> SendResult:
+    def create_signals(
+        self, signals: list[dict[str, Any]], *, body: bytes | None = None
+    ) -> SendResult:
+        if body is not None:  # a body prepared ahead must be exactly these signals'
+            assert body == ConnectClient.body(signals)
         self.calls.append(signals)
         if self.on_call:
             self.on_call(len(self.calls))
@@ -659,3 +664,88 @@ def test_a_resumed_run_after_a_dead_one_sends_nothing_twice(
     states = [b.state for b in batches(signal_import)]
     assert states == [BatchState.SENT, BatchState.UNKNOWN, BatchState.SENT, BatchState.SENT]
     assert len(resumed.calls) == 2
+
+
+def test_the_counters_are_refreshed_on_a_timer_and_right_at_the_end(
+    imports_dir: Path, marketer: User, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger aggregate runs every SIGNALS_SEND_REFRESH_SECONDS, not after each batch;
+    the ledger is still written per batch and the counters are exact once the run ends."""
+    settings.SIGNALS_SEND_REFRESH_SECONDS = 3600
+    refreshes: list[int] = []
+    real_update = sending.update_counters
+
+    def counting(*, import_id: int) -> None:
+        refreshes.append(import_id)
+        real_update(import_id=import_id)
+
+    monkeypatch.setattr(sending, "update_counters", counting)
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    states_seen: list[str] = []
+    client = FakeClient()
+    client.on_call = lambda calls: states_seen.append(batches(signal_import)[calls - 1].state)
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert len(client.calls) == 4
+    assert states_seen == [BatchState.IN_FLIGHT] * 4  # written before each call
+    # At the run's start, when the batches stop, and when the run closes: not per batch.
+    assert len(refreshes) == 3
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.COMPLETED
+    assert (signal_import.sent, signal_import.accepted, signal_import.failed) == (20, 20, 0)
+
+
+def test_batches_are_prepared_ahead_by_a_thread_that_never_writes_the_ledger(
+    imports_dir: Path, marketer: User, settings: Any
+) -> None:
+    """The prefetch thread prepares the next batches (read, sendable, serialised) while
+    one is in flight; the ledger still moves one batch at a time, in order."""
+    settings.SIGNALS_SEND_PREFETCH = 2
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    ledger_at_call: list[list[str]] = []
+    client = FakeClient()
+    client.on_call = lambda calls: ledger_at_call.append([b.state for b in batches(signal_import)])
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    P, F, S = BatchState.PENDING, BatchState.IN_FLIGHT, BatchState.SENT
+    assert ledger_at_call == [[F, P, P, P], [S, F, P, P], [S, S, F, P], [S, S, S, F]]
+    assert client.sent_sessions() == [f"S-{n}" for n in range(TOTAL) if n not in REJECTED]
+
+
+def test_a_file_that_breaks_while_prepared_ahead_stops_the_run_without_sending_more(
+    imports_dir: Path, marketer: User
+) -> None:
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    path = imports_dir / signal_import.stored_name
+    lines = path.read_bytes().splitlines()
+    path.write_bytes(b"\n".join(lines[:8]) + b"\n")  # the file lost its end: 2 batches short
+    client = FakeClient()
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    states = [b.state for b in batches(signal_import)]
+    # Batch 0 is whole; batch 1 lacks signals and fails unsent; 2 and 3 find none.
+    assert states == [BatchState.SENT, BatchState.FAILED, BatchState.FAILED, BatchState.FAILED]
+    assert len(client.calls) == 1
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.COMPLETED
+    assert (signal_import.sent, signal_import.failed) == (5, 15)
+
+
+def test_an_error_in_the_prefetch_thread_fails_the_run_with_its_message(
+    imports_dir: Path, marketer: User
+) -> None:
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    (imports_dir / signal_import.stored_name).unlink()
+    client = FakeClient()
+    with pytest.raises(UnreadableFile):
+        sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert client.calls == []
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.FAILED
+    assert "UnreadableFile" in signal_import.error_message
+    assert {b.state for b in batches(signal_import)} == {BatchState.PENDING}

@@ -28,6 +28,8 @@ from signals_app.models import (
     RejectedSignal,
     SignalImport,
 )
+from signals_app.services import imports as import_services
+from signals_app.services.imports import ProblemExample
 from tests.factories import make_app_key
 
 pytestmark = pytest.mark.django_db
@@ -534,3 +536,79 @@ def test_json_markup_marks_present_and_missing_fields() -> None:
     assert 'data-path="a.b[1].c"' in html and "&lt;x&gt;" in html
     assert 'data-path="a.d"' in html and "jl-warning" in html
     assert [m.path for m in unplaced] == ["zzz[3]"]
+
+
+# --- the ledger and problem table stay small on big imports --------------------------------
+
+
+def test_the_ledger_is_paged_with_failed_and_unknown_batches_first(
+    client: Client, marketer: User
+) -> None:
+    states = ["sent"] * 230
+    states[150], states[220] = "failed", "unknown"
+    signal_import = make_import(marketer, status=ImportStatus.COMPLETED, batches_total=230)
+    add_batches(signal_import, states)
+    response = client.get(detail_url(signal_import))
+    page = response.content.decode()
+    groups = response.context["ledger_groups"]
+    assert [b.number for b in groups[0][1]] == [150, 220]  # what ops act on, first
+    assert [b.number for b in groups[1][1]] == list(range(100))
+    # The signalIds (up to 500 per batch) are never loaded for the page.
+    assert all("signal_ids" in b.get_deferred_fields() for _, rows in groups for b in rows)
+    assert "230 batches" in page and "228 sent" in page and "1 failed" in page
+    assert "?batches_after=99#ledger" in page
+    assert "signalIds (CSV)" in page
+
+    second = client.get(detail_url(signal_import) + "?batches_after=99")
+    rows = [b.number for _, group in second.context["ledger_groups"] for b in group]
+    assert rows == [n for n in range(100, 201) if n != 150]  # keyset, failed ones not again
+    assert "?batches_after=200#ledger" in second.content.decode()
+    last = client.get(detail_url(signal_import) + "?batches_after=200")
+    rows = [b.number for _, group in last.context["ledger_groups"] for b in group]
+    assert rows == [n for n in range(201, 230) if n != 220]
+    ledger = last.content.decode().split('id="ledger"')[1].split("</section>")[0]
+    assert "Next batches" not in ledger and "First batches" in ledger
+
+
+def test_the_polled_progress_shows_the_batches_per_state(client: Client, marketer: User) -> None:
+    signal_import = make_import(
+        marketer,
+        status=ImportStatus.SENDING,
+        batches_total=5,
+        send_started_at=timezone.now() - timedelta(seconds=30),
+    )
+    add_batches(signal_import, ["sent", "sent", "unknown", "in_flight", "pending"])
+    body = client.get(
+        detail_url(signal_import), headers={"HX-Request": "true", "HX-Target": "progress"}
+    ).content.decode()
+    assert "3 of 5" in body
+    assert "1 pending, 1 in flight, 2 sent, 1 outcome unknown" in body
+
+
+def test_the_problem_table_takes_three_examples_per_group_in_one_query(
+    marketer: User, django_assert_max_num_queries: Any
+) -> None:
+    signal_import = make_import(marketer)
+    rows = []
+    for signal in (9, 3, 7, 1, 5):
+        for severity in ("error", "warning"):
+            rows.append(
+                ImportFinding(
+                    signal_import=signal_import,
+                    signal=signal,
+                    line=signal + 1,
+                    path="signalContent.name",
+                    path_pattern="signalContent.name",
+                    severity=severity,
+                    code="max_length",
+                    message=f"{severity} {signal}",
+                )
+            )
+    ImportFinding.objects.bulk_create(rows)
+    with django_assert_max_num_queries(3):
+        table = import_services.import_problem_table(signal_import)
+    assert [(r.severity, r.signals, [e.signal for e in r.examples]) for r in table] == [
+        ("error", 5, [1, 3, 5]),
+        ("warning", 5, [1, 3, 5]),
+    ]
+    assert table[1].examples[0] == ProblemExample(1, 2, "warning 1")

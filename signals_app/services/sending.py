@@ -12,6 +12,9 @@ Settings (defaults in brackets; tests shrink them):
 - SIGNALS_SEND_BACKOFF_SECONDS [0.5], SIGNALS_SEND_BACKOFF_CAP_SECONDS [30]: exponential
   backoff with full jitter between them.
 - SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS [300]: the longest `Retry-After` we wait for.
+- SIGNALS_SEND_PREFETCH [4]: batches read and serialised ahead of the one in flight.
+- SIGNALS_SEND_REFRESH_SECONDS [0.5]: how often a run refreshes the import's counters
+  (its heartbeat) while it sends; always again when it stops.
 - CONNECT_TIMEOUTS [{}]: keyword arguments of `connect_client.Timeouts`.
 """
 
@@ -20,11 +23,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import queue
 import random
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -49,6 +57,7 @@ from signals_app.models import (
 from signals_app.services.errors import ImportRefused
 from signals_app.services.imports import import_file_path, iter_valid_records
 from signals_app.validation.engine import unwrap
+from signals_app.validation.readers import Record, open_signal_file
 from signals_app.validation.schema import IDENTIFIABLE_ATTRIBUTES
 
 log = logging.getLogger(__name__)
@@ -68,7 +77,9 @@ sleep = time.sleep
 
 
 class SignalsClient(Protocol):
-    def create_signals(self, signals: list[dict[str, Any]]) -> SendResult: ...
+    def create_signals(
+        self, signals: list[dict[str, Any]], *, body: bytes | None = None
+    ) -> SendResult: ...
 
     def close(self) -> None: ...
 
@@ -86,9 +97,54 @@ def iter_valid_signals(
     for record in iter_valid_records(signal_import):
         if record.index < from_signal:
             continue
-        value = orjson.loads(record.raw) if record.raw is not None else record.value
-        envelope, _outside = unwrap(value)
-        yield record.index, sendable(envelope, app_key=app_key, test=test)
+        yield record.index, _sendable_record(record, app_key=app_key, test=test)
+
+
+def _sendable_record(record: Record, *, app_key: str, test: bool) -> dict[str, Any]:
+    value = orjson.loads(record.raw) if record.raw is not None else record.value
+    envelope, _outside = unwrap(value)
+    return sendable(envelope, app_key=app_key, test=test)
+
+
+@dataclass(frozen=True, slots=True)
+class _FileToSend:
+    """What reading an import's valid signals needs, taken from the database up front so
+    that a thread can read the file without a database connection of its own."""
+
+    path: Path
+    max_inflated: int
+    rejected: list[int]  # indexes from the first pending batch on, ascending
+    app_key: str
+    test: bool
+
+    @classmethod
+    def of(cls, signal_import: SignalImport, *, from_signal: int) -> _FileToSend:
+        source = signal_import.validation_source
+        return cls(
+            path=import_file_path(source),
+            max_inflated=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
+            rejected=list(
+                RejectedSignal.objects.filter(signal_import=source, signal__gte=from_signal)
+                .order_by("signal")
+                .values_list("signal", flat=True)
+            ),
+            app_key=signal_import.app_key.key,
+            test=not signal_import.is_live,
+        )
+
+    def signals(self, from_signal: int) -> Iterator[tuple[int, dict[str, Any]]]:
+        """As iter_valid_signals, without touching the database."""
+        rejected = iter(self.rejected)
+        next_rejected = next(rejected, None)
+        with open_signal_file(self.path, max_inflated_bytes=self.max_inflated) as signal_file:
+            for record in signal_file:
+                if record.index < from_signal:
+                    continue
+                while next_rejected is not None and next_rejected < record.index:
+                    next_rejected = next(rejected, None)
+                if record.index == next_rejected:
+                    continue
+                yield record.index, _sendable_record(record, app_key=self.app_key, test=self.test)
 
 
 def sendable(envelope: dict[str, Any], *, app_key: str, test: bool) -> dict[str, Any]:
@@ -313,18 +369,103 @@ def _run_lock(import_id: int) -> Iterator[None]:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, import_id])
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    batch: ImportBatch
+    signals: list[dict[str, Any]]
+    body: bytes  # the createSignals request, serialised
+
+
+_DONE = object()
+_SWITCH_INTERVAL = 0.0005  # seconds; see _send_batches
+
+
+class _Prefetch:
+    """Batches read, turned into createSignals bodies and serialised by a thread, at most
+    `depth` ahead of the sender: batch k+1 is prepared while batch k is in flight. The
+    thread only reads the file; every ledger write stays with the sender."""
+
+    def __init__(self, to_send: _FileToSend, pending: list[ImportBatch], depth: int) -> None:
+        self._to_send = to_send
+        self._pending = pending
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="send-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            signals = self._to_send.signals(self._pending[0].first_signal)
+            with contextlib.closing(signals):  # type: ignore[type-var]
+                for batch, found in group_into_batches(signals, self._pending):
+                    body = ConnectClient.body(found) if len(found) <= MAX_BATCH else b""
+                    if not self._put(_Prepared(batch, found, body)):
+                        return
+        except BaseException as exc:  # handed to the sender, which raises it
+            self._put(exc)
+            return
+        self._put(_DONE)
+
+    def __iter__(self) -> Iterator[_Prepared]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _send_batches(
     signal_import: SignalImport, pending: list[ImportBatch], client: SignalsClient
 ) -> None:
     """Send these batches in order, reading the file once from the first of them; return
     early when a cancel was asked (after the current batch)."""
-    signals = iter_valid_signals(signal_import, from_signal=pending[0].first_signal)
-    with contextlib.closing(signals):
-        for batch, batch_signals in group_into_batches(signals, pending):
-            send_batch(batch=batch, signals=batch_signals, client=client)
-            update_counters(import_id=signal_import.pk)
+    to_send = _FileToSend.of(signal_import, from_signal=pending[0].first_signal)
+    depth = int(getattr(settings, "SIGNALS_SEND_PREFETCH", 4))
+    interval = float(getattr(settings, "SIGNALS_SEND_REFRESH_SECONDS", 0.5))
+    refresh_at = time.monotonic() + interval
+    # The prefetch thread is CPU-bound: with the default 5 ms switch interval the sender,
+    # back from each socket or database wait, would queue that long for the GIL.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, _SWITCH_INTERVAL))
+    prefetch = _Prefetch(to_send, pending, depth)
+    try:
+        for prepared in prefetch:
+            send_batch(
+                batch=prepared.batch,
+                signals=prepared.signals,
+                client=client,
+                body=prepared.body or None,
+            )
+            # The counters (an aggregate over the ledger, also the run's heartbeat)
+            # every `interval` seconds rather than after every batch; the ledger is
+            # still written before and after each call, and the cancel flag (one
+            # indexed row) still read after each batch: a cancel stops the run
+            # after the current batch.
+            now = time.monotonic()
+            if now >= refresh_at:
+                refresh_at = now + interval
+                update_counters(import_id=signal_import.pk)
             if _cancel_requested(signal_import.pk):
-                return
+                break
+    finally:
+        prefetch.close()
+        sys.setswitchinterval(switch_interval)
+    update_counters(import_id=signal_import.pk)
 
 
 def group_into_batches(
@@ -342,9 +483,16 @@ def group_into_batches(
         yield batch, found
 
 
-def send_batch(*, batch: ImportBatch, signals: list[dict[str, Any]], client: SignalsClient) -> None:
+def send_batch(
+    *,
+    batch: ImportBatch,
+    signals: list[dict[str, Any]],
+    client: SignalsClient,
+    body: bytes | None = None,
+) -> None:
     """One batch through its ledger states. Retryable failures (nothing was taken) go back
-    to PENDING between attempts, so a crash while waiting resends nothing twice."""
+    to PENDING between attempts, so a crash while waiting resends nothing twice. `body`,
+    when given, is these signals' request already serialised (ConnectClient.body)."""
     if len(signals) != batch.size:
         _write_outcome(
             batch,
@@ -366,7 +514,7 @@ def send_batch(*, batch: ImportBatch, signals: list[dict[str, Any]], client: Sig
         )
         if not claimed:
             return  # another run took it, or ops changed it meanwhile
-        result = client.create_signals(signals)
+        result = client.create_signals(signals, body=body)
         if result.outcome != Outcome.RETRYABLE or attempt == max_attempts:
             break
         delay = retry_delay(attempt=attempt, retry_after=result.retry_after)
