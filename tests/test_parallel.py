@@ -342,3 +342,27 @@ def test_a_csv_of_only_a_header_or_only_blank_rows(tmp_path: Path) -> None:
     path.write_text(CSV_HEADER + "\n" + "\n" * 50 + ",,,,,,,,,,\n" * 50)
     _, summary, error = assert_same(path)
     assert error is None and summary is not None and summary.signals == 0
+
+
+def _validate_in_daemon(path: str, results: Any) -> None:
+    try:
+        summary = validate_file(path, Options(), workers=2, parallel_min_bytes=0)
+        results.put(("ok", summary.as_dict()))
+    except BaseException as exc:  # report anything to the parent
+        results.put(("error", repr(exc)))
+
+
+def test_a_daemonic_process_validates_in_one_pass_instead_of_failing(tmp_path: Path) -> None:
+    # Celery's prefork pool children are daemonic and may not start processes.
+    import multiprocessing
+
+    path = tmp_path / "signals.ndjson"
+    path.write_text("\n".join(['{"appKey": "k"}'] * 50) + "\n")
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_validate_in_daemon, args=(str(path), results), daemon=True)
+    child.start()
+    child.join(timeout=60)
+    status, value = results.get(timeout=5)
+    assert status == "ok", value
+    assert value["signals"] == 50

@@ -15,6 +15,7 @@ import csv
 import io
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import tempfile
@@ -186,6 +187,10 @@ def validate_file(
     """
     options = options or Options()
     workers = workers if workers is not None else (os.cpu_count() or 1)
+    if multiprocessing.current_process().daemon:
+        # A daemonic process (a Celery prefork pool child) may not start processes of its
+        # own: validate in one pass there rather than fail.
+        workers = 1
     with open_signal_file(path, max_inflated_bytes=max_inflated_bytes) as signal_file:
         if (
             not signal_file.compressed
