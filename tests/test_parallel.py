@@ -15,28 +15,11 @@ from signals_app.validation.findings import Finding, Summary
 from signals_app.validation.readers import UnreadableFile
 from signals_app.validation.report import FindingBuffer
 from signals_app.validation.validate import Options, validate_file
+from tests.test_cli import order
 
 BOM = b"\xef\xbb\xbf"
 
 Outcome = tuple[list[Any], Summary | None, str | None]
-
-
-def order(**content: Any) -> dict[str, Any]:
-    signal_content = {
-        "signalType": "order",
-        "currency": "USD",
-        "orderId": "02937-2025-XIA",
-        "orderValue": 98.44,
-        "orderedItems": [{"productId": "AC-1", "productName": "Brush", "unitPrice": 9.49}],
-        "signalTimestamp": "2025-08-31T08:29:30.001Z",
-    }
-    signal_content.update(content)
-    return {
-        "appKey": "app-key-1",
-        "identifiableAttributes": {"email": "jane.doe@example.com"},
-        "sessionId": "SESS-1",
-        "signalContent": signal_content,
-    }
 
 
 def page_view(**content: Any) -> dict[str, Any]:
