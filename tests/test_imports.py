@@ -145,7 +145,7 @@ def test_it_keeps_the_upload_under_a_generated_name(
     assert stored.read_bytes() == content
     assert signal_import.size_bytes == len(content)
     assert signal_import.status == ImportStatus.UPLOADED
-    assert AuditEvent.objects.filter(signal_import=signal_import, action="import_uploaded").exists()
+    assert AuditEvent.objects.filter(signal_import=signal_import, action="import.uploaded").exists()
     # Validation is queued once the row is committed, by id.
     assert len(callbacks) == 1
     assert callbacks[0].args == (signal_import.pk,)
@@ -560,7 +560,7 @@ def test_applying_fixes_makes_a_new_import_that_validates_clean(
     assert fixed.pk != source.pk
     assert fixed.original_name == "orders.fixed.ndjson"
     assert (fixed.app_key, fixed.mode) == (source.app_key, source.mode)
-    assert AuditEvent.objects.filter(signal_import=fixed, action="import_fixes_applied").exists()
+    assert AuditEvent.objects.filter(signal_import=fixed, action="import.fixes_applied").exists()
 
     lines = (Path(settings.IMPORTS_DIR) / fixed.stored_name).read_bytes().splitlines()
     records = [json.loads(line) for line in lines]

@@ -214,7 +214,7 @@ def import_create(
                 idempotency_key=key,
             )
             audit(
-                action="import_uploaded",
+                action="import.uploaded",
                 actor=user,
                 signal_import=signal_import,
                 original_name=signal_import.original_name,
@@ -404,7 +404,7 @@ def import_validate(*, import_id: int) -> None:
         fix_suggestions=follow_up.fix_suggestions(),
     )
     audit(
-        action="import_validated",
+        action="import.validated",
         signal_import=signal_import,
         signals=summary.signals,
         valid=summary.valid,
@@ -1133,7 +1133,7 @@ def import_apply_fixes(*, signal_import: SignalImport, user: Any, fixes: list[st
                 status=ImportStatus.UPLOADED,
             )
             audit(
-                action="import_fixes_applied",
+                action="import.fixes_applied",
                 actor=user,
                 signal_import=fixed,
                 source=str(source.public_id),
