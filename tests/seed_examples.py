@@ -166,11 +166,13 @@ def _graphql_end(text: str, start: int) -> int:
 # --- Seed documents -----------------------------------------------------------------
 
 
+# A copy of the vendor documents lives in the repository, so a clone anywhere has them.
+SEEDS_DIR = Path(__file__).resolve().parent.parent / "docs" / "seeds"
+
+
 def seeds_dir() -> Path | None:
-    """The folder of the vendor documents: $CONNECTADMIN_SEEDS_DIR, else next to the
-    project (the shared folder the SPEC lives in)."""
-    here = Path(__file__).resolve().parent.parent
-    candidates = [here / "docs" / "seeds", here.parent / "shared" / "seeds"]
+    """The folder of the vendor documents: $CONNECTADMIN_SEEDS_DIR, else docs/seeds/."""
+    candidates = [SEEDS_DIR]
     if os.environ.get("CONNECTADMIN_SEEDS_DIR"):
         candidates.insert(0, Path(os.environ["CONNECTADMIN_SEEDS_DIR"]))
     for candidate in candidates:

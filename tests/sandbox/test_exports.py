@@ -10,7 +10,6 @@ import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from tests.sandbox.support import (
@@ -20,8 +19,9 @@ from tests.sandbox.support import (
     Sandbox,
     signal,
 )
+from tests.seed_examples import SEEDS_DIR
 
-SEED_003 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "003_70dd8bf3449407ac.txt"
+SEED_003 = SEEDS_DIR / "003_70dd8bf3449407ac.txt"
 EXPORT = """
 mutation($name: String!, $types: [String!]!, $start: String!, $end: String!,
          $to: ExportTargetInput, $notify: [NotificationInput!]) {

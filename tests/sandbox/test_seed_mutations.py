@@ -10,8 +10,9 @@ from typing import Any
 
 from tests.conftest import require
 from tests.sandbox.support import ATTENTIVE_KEY, ULTIMATE_KEY, Sandbox, make_key
+from tests.seed_examples import SEEDS_DIR
 
-SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+SEEDS = SEEDS_DIR
 FILLED_EMAIL = "jane.doe@example.com"
 
 
