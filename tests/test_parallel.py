@@ -4,6 +4,8 @@ same findings in the same order, the same summary, or the same refusal."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -328,15 +330,18 @@ def test_a_csv_of_only_a_header_or_only_blank_rows(tmp_path: Path) -> None:
 
 
 def _validate_in_daemon(path: str, results: Any) -> None:
+    forks = []
+    os.register_at_fork(after_in_parent=lambda: forks.append(1))
     try:
         summary = validate_file(path, Options(), workers=2, parallel_min_bytes=0)
-        results.put(("ok", summary.as_dict()))
+        results.put(("ok", summary.as_dict(), len(forks)))
     except BaseException as exc:  # report anything to the parent
-        results.put(("error", repr(exc)))
+        results.put(("error", repr(exc), len(forks)))
 
 
-def test_a_daemonic_process_validates_in_one_pass_instead_of_failing(tmp_path: Path) -> None:
-    # Celery's prefork pool children are daemonic and may not start processes.
+def test_a_daemonic_process_still_splits_the_file_over_processes(tmp_path: Path) -> None:
+    # Celery's prefork pool children are daemonic: multiprocessing refuses them children,
+    # so the parts are plain forks.
     import multiprocessing
 
     path = tmp_path / "signals.ndjson"
@@ -346,6 +351,27 @@ def test_a_daemonic_process_validates_in_one_pass_instead_of_failing(tmp_path: P
     child = context.Process(target=_validate_in_daemon, args=(str(path), results), daemon=True)
     child.start()
     child.join(timeout=60)
-    status, value = results.get(timeout=5)
+    status, value, forks = results.get(timeout=5)
     assert status == "ok", value
     assert value["signals"] == 50
+    assert forks == 2
+
+
+def _part_that_fails(path: str, number: int, *args: Any) -> Any:
+    raise ValueError(f"part {number} of {path} broke")
+
+
+def _part_that_dies(path: str, number: int, *args: Any) -> Any:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_part_that_raises_raises_in_the_parent(tmp_path: Path) -> None:
+
+    with pytest.raises(ValueError, match="part 0 of x broke"):
+        validate._run_parts(Path("x"), _part_that_fails, [0, 5, 10], (), Options(), None, 0)
+
+
+def test_a_part_whose_process_dies_is_an_error_not_a_hang(tmp_path: Path) -> None:
+
+    with pytest.raises(RuntimeError, match="stopped without an answer"):
+        validate._run_parts(Path("x"), _part_that_dies, [0, 5, 10], (), Options(), None, 0)

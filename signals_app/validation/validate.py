@@ -11,20 +11,20 @@ single pass, which then gives the findings or the refusal.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
 import json
-import multiprocessing
 import os
+import pickle
 import re
+import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 import orjson
 
@@ -187,10 +187,6 @@ def validate_file(
     """
     options = options or Options()
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    if multiprocessing.current_process().daemon:
-        # A daemonic process (a Celery prefork pool child) may not start processes of its
-        # own: validate in one pass there rather than fail.
-        workers = 1
     with open_signal_file(path, max_inflated_bytes=max_inflated_bytes) as signal_file:
         if (
             not signal_file.compressed
@@ -301,19 +297,20 @@ def _run_parts(
     lines_before: int,
 ) -> Summary | None:
     ranges = list(itertools.pairwise(points))
-    # fork: the workers inherit the loaded code instead of importing it again.
-    with ProcessPoolExecutor(len(ranges), mp_context=get_context("fork")) as pool:
-        futures = [
-            pool.submit(function, str(path), number, a, b, options, *part_args)
-            for number, (a, b) in enumerate(ranges)
-        ]
-        try:
-            results = [future.result() for future in futures]
-        except BaseException:
-            for future in futures:  # what the other parts wrote goes too
-                if future.done() and future.exception() is None:
-                    Path(future.result().findings_path).unlink(missing_ok=True)
-            raise
+    parts = [
+        _ForkedPart(function, (str(path), number, a, b, options, *part_args))
+        for number, (a, b) in enumerate(ranges)
+    ]
+    results: list[_PartResult] = []
+    try:
+        for part in parts:
+            results.append(part.result())
+    except BaseException:
+        for part in parts:
+            part.kill()
+        for result in results:  # what the other parts wrote goes too
+            Path(result.findings_path).unlink(missing_ok=True)
+        raise
     try:
         if any(result.unfit for result in results) or not _tokens_fit(results, function):
             return None
@@ -321,6 +318,66 @@ def _run_parts(
     finally:
         for result in results:
             Path(result.findings_path).unlink(missing_ok=True)
+
+
+class _ForkedPart:
+    """`function(*args)` in a forked child, its result (or exception) pickled back through
+    a pipe. Plain os.fork rather than multiprocessing: a daemonic process — a Celery
+    prefork pool child, where imports are validated — may not start multiprocessing
+    children, and forking also spares the child importing the code again. The child
+    leaves with os._exit, so it never runs the parent's exit handlers (nor closes its
+    database connection, which the child shares)."""
+
+    def __init__(self, function: PartFunction, args: tuple[Any, ...]) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(read_end)
+            status = 0
+            try:
+                try:
+                    payload = pickle.dumps((True, function(*args)))
+                except BaseException as exc:
+                    status = 1
+                    try:
+                        payload = pickle.dumps((False, exc))
+                    except Exception:
+                        payload = pickle.dumps((False, RuntimeError(repr(exc))))
+                with os.fdopen(write_end, "wb") as out:
+                    out.write(payload)
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        self.pid = pid
+        self._read_end = read_end
+        self._reaped = False
+
+    def result(self) -> _PartResult:
+        read_end, self._read_end = self._read_end, -1
+        with os.fdopen(read_end, "rb") as pipe:
+            payload = pipe.read()
+        _pid, status = os.waitpid(self.pid, 0)
+        self._reaped = True
+        if not payload:
+            raise RuntimeError(
+                f"a validation worker process stopped without an answer (wait status {status})"
+            )
+        ok, value = pickle.loads(payload)
+        if not ok:
+            raise value
+        return cast(_PartResult, value)
+
+    def kill(self) -> None:
+        if self._reaped:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        if self._read_end >= 0:
+            os.close(self._read_end)
+            self._read_end = -1
+        self._reaped = True
 
 
 def _stitch(results: list[_PartResult], sink: FindingSink | None, lines_before: int) -> Summary:
