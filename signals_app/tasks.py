@@ -1,15 +1,23 @@
 """Celery entry points: thin, by id, re-runnable. The ledger makes re-running safe, which is
-why these tasks acknowledge late and are re-queued when a worker dies (SPEC §6)."""
+why these tasks acknowledge late and are re-queued when a worker dies (SPEC §6); validation
+starts over, and the corrected file of applied fixes is renamed into place only once whole."""
 
 from celery import shared_task
 
-import signals_app.services.imports as imports
+import signals_app.services.fixes as fixes
 import signals_app.services.sending as sending
+import signals_app.services.validation as validation
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def validate_import(import_id: int) -> None:
-    imports.import_validate(import_id=import_id)
+    validation.import_validate(import_id=import_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def write_fixed_file(import_id: int, source_id: int, fix_ids: list[str]) -> None:
+    """Write the corrected file of an import made by applying fixes, then queue its validation."""
+    fixes.import_write_fixed_file(import_id=import_id, source_id=source_id, fixes=fix_ids)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

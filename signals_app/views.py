@@ -53,8 +53,7 @@ from signals_app.models import (
     ImportStatus,
     SignalImport,
 )
-from signals_app.services import imports as import_services
-from signals_app.services import sending
+from signals_app.services import downloads, fixes, preview, sending, upload
 from signals_app.services.errors import ImportRefused
 from signals_app.uploads import UploadSizeCap, human_size, install_upload_cap
 
@@ -130,14 +129,14 @@ def _import_new(request: HtmxHttpRequest, cap: UploadSizeCap) -> HttpResponse:
             form.add_error("file", cap.refusal)
             status = 413
         elif form.is_valid():
-            upload = form.cleaned_data["file"]
+            uploaded_file = form.cleaned_data["file"]
             try:
-                signal_import = import_services.import_create(
+                signal_import = upload.import_create(
                     user=request.user,
                     app_key=form.cleaned_data["app_key"],
                     mode=form.cleaned_data["mode"],
-                    upload=upload,
-                    original_name=upload.name or "upload",
+                    upload=uploaded_file,
+                    original_name=uploaded_file.name or "upload",
                     idempotency_key=form.cleaned_data["idempotency_key"],
                 )
             except ImportRefused as refused:
@@ -165,7 +164,7 @@ def _import_new(request: HtmxHttpRequest, cap: UploadSizeCap) -> HttpResponse:
 
 @dataclass(frozen=True)
 class Progress:
-    phase: str  # "validating" or "sending"
+    phase: str  # "fixing" (writing the corrected file), "validating" or "sending"
     percent: int
     facts: list[tuple[str, str]]
     time_left: str | None
@@ -195,6 +194,17 @@ def _time_left(started: datetime | None, fraction: float) -> tuple[float, str | 
 
 
 def _progress(signal_import: SignalImport) -> Progress | None:
+    if fixes.import_preparing(signal_import):
+        # size_bytes is the size of the file being corrected until the copy is written.
+        size = signal_import.size_bytes
+        fraction = min(signal_import.bytes_read / size, 1.0) if size else 0.0
+        elapsed, left = _time_left(signal_import.created_at, fraction)
+        rate = signal_import.signals / elapsed if elapsed > 0 else 0
+        facts = [
+            ("Signals written", f"{signal_import.signals:,}"),
+            ("Rate", f"{rate:,.0f} signals/s" if rate else "waiting for a worker…"),
+        ]
+        return Progress("fixing", int(fraction * 100), facts, left)
     if signal_import.status in (ImportStatus.UPLOADED, ImportStatus.VALIDATING):
         size = signal_import.size_bytes
         fraction = min(signal_import.bytes_read / size, 1.0) if size else 0.0
@@ -242,7 +252,7 @@ class RejectedView:
     unplaced: list[Marked]
 
 
-def _rejected_view(entry: import_services.RejectedEntry) -> RejectedView:
+def _rejected_view(entry: preview.RejectedEntry) -> RejectedView:
     findings = [
         Marked(path=f.path, severity=f.severity, code=f.code, message=f.message)
         for f in entry.findings
@@ -362,7 +372,7 @@ def _preview_context(request: HtmxHttpRequest, signal_import: SignalImport) -> d
         "severity": request.GET.get("severity") or None,
     }
     after = _int_or_none(request.GET.get("after"))
-    page = import_services.import_rejected_page(
+    page = preview.import_rejected_page(
         source,
         after=after,
         limit=REJECTED_PAGE_SIZE,
@@ -370,10 +380,10 @@ def _preview_context(request: HtmxHttpRequest, signal_import: SignalImport) -> d
         code=filters["code"],
         severity=filters["severity"],
     )
-    problems = list(import_services.import_problem_table(source))
-    fixes: list[Any] = []
+    problems = list(preview.import_problem_table(source))
+    fix_suggestions: list[Any] = []
     if signal_import.status == ImportStatus.VALIDATED and not signal_import.promoted_from_id:
-        fixes = list(import_services.import_fix_suggestions(source))
+        fix_suggestions = list(fixes.import_fix_suggestions(source))
     next_query = None
     if page.next_after is not None:
         query = {k: v for k, v in filters.items() if v}
@@ -391,7 +401,7 @@ def _preview_context(request: HtmxHttpRequest, signal_import: SignalImport) -> d
         "rejected_entries": [_rejected_view(entry) for entry in page.entries],
         "next_query": next_query,
         "first_query": first_query,
-        "fixes": fixes,
+        "fixes": fix_suggestions,
     }
 
 
@@ -472,13 +482,15 @@ def import_fix(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
         messages.error(request, "Tick at least one fix to apply.")
         return redirect(_detail_url(signal_import))
     try:
-        fixed = import_services.import_apply_fixes(
+        fixed = fixes.import_apply_fixes(
             signal_import=signal_import, user=request.user, fixes=chosen
         )
     except ImportRefused as refused:
         messages.error(request, str(refused))
         return redirect(_detail_url(signal_import))
-    messages.success(request, "Fixes applied: the corrected file is being checked again.")
+    messages.success(
+        request, "Fixes applied: the corrected file is being written, then checked again."
+    )
     return redirect(_detail_url(fixed))
 
 
@@ -520,7 +532,7 @@ def _stem(signal_import: SignalImport) -> str:
 @require_GET
 def download_errors(request: HtmxHttpRequest, public_id: UUID) -> HttpResponseBase:
     signal_import = _import_or_404(request, public_id)
-    chunks = import_services.error_report_csv(signal_import.validation_source)
+    chunks = downloads.error_report_csv(signal_import.validation_source)
     return _download(chunks, "text/csv; charset=utf-8", f"{_stem(signal_import)}-errors.csv")
 
 
@@ -528,7 +540,7 @@ def download_errors(request: HtmxHttpRequest, public_id: UUID) -> HttpResponseBa
 @require_GET
 def download_valid(request: HtmxHttpRequest, public_id: UUID) -> HttpResponseBase:
     signal_import = _import_or_404(request, public_id)
-    chunks = import_services.valid_signals_ndjson(signal_import.validation_source)
+    chunks = downloads.valid_signals_ndjson(signal_import.validation_source)
     return _download(chunks, "application/x-ndjson", f"{_stem(signal_import)}-valid.ndjson")
 
 

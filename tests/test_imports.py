@@ -23,10 +23,11 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from signals_app import tasks
 from signals_app.models import (
     AuditEvent,
     ImportFinding,
@@ -34,7 +35,7 @@ from signals_app.models import (
     RejectedSignal,
     SignalImport,
 )
-from signals_app.services import imports
+from signals_app.services import downloads, fixes, preview, upload, validation
 from signals_app.services.errors import ImportRefused
 from signals_app.uploads import UploadSizeCap, install_upload_cap
 from signals_app.validation import validate as validate_module
@@ -56,9 +57,9 @@ def upload_view(request: HttpRequest) -> HttpResponse:
 def _upload_view(request: HttpRequest, cap: UploadSizeCap) -> HttpResponse:
     if cap.refusal:
         return JsonResponse({"error": cap.refusal}, status=413)
-    upload = request.FILES.get("file")
-    assert isinstance(upload, UploadedFile)
-    return JsonResponse({"size": upload.size, "name": upload.name})
+    uploaded = request.FILES.get("file")
+    assert isinstance(uploaded, UploadedFile)
+    return JsonResponse({"size": uploaded.size, "name": uploaded.name})
 
 
 urlpatterns = [path("upload/", upload_view)]
@@ -111,7 +112,7 @@ def ndjson(*signals: Any) -> bytes:
 def create(
     user: Any, app_key: Any, content: bytes, name: str = "orders.ndjson", **kwargs: Any
 ) -> SignalImport:
-    return imports.import_create(
+    return upload.import_create(
         user=user,
         app_key=app_key,
         mode="test",
@@ -123,7 +124,7 @@ def create(
 
 def validated(user: Any, app_key: Any, content: bytes, name: str = "orders.ndjson") -> SignalImport:
     signal_import = create(user, app_key, content, name)
-    imports.import_validate(import_id=signal_import.pk)
+    validation.import_validate(import_id=signal_import.pk)
     signal_import.refresh_from_db()
     return signal_import
 
@@ -154,15 +155,15 @@ def test_it_keeps_the_upload_under_a_generated_name(
 def test_it_moves_a_temporary_upload_instead_of_copying_it(
     user: Any, app_key: Any, settings: Any
 ) -> None:
-    upload = TemporaryUploadedFile("orders.ndjson", "application/x-ndjson", 0, None)
-    upload.write(ndjson(order()))
-    upload.flush()
-    temporary = Path(upload.temporary_file_path())
+    uploaded = TemporaryUploadedFile("orders.ndjson", "application/x-ndjson", 0, None)
+    uploaded.write(ndjson(order()))
+    uploaded.flush()
+    temporary = Path(uploaded.temporary_file_path())
 
-    signal_import = imports.import_create(
-        user=user, app_key=app_key, mode="live", upload=upload, original_name="orders.ndjson"
+    signal_import = upload.import_create(
+        user=user, app_key=app_key, mode="live", upload=uploaded, original_name="orders.ndjson"
     )
-    upload.close()  # what Django does at the end of the request: must not fail
+    uploaded.close()  # what Django does at the end of the request: must not fail
 
     assert not temporary.exists()
     assert (Path(settings.IMPORTS_DIR) / signal_import.stored_name).exists()
@@ -185,7 +186,7 @@ def test_a_double_clicked_submit_makes_one_import(user: Any, app_key: Any) -> No
 
 def test_it_refuses_an_unknown_mode(user: Any, app_key: Any) -> None:
     with pytest.raises(ImportRefused):
-        imports.import_create(
+        upload.import_create(
             user=user, app_key=app_key, mode="prod", upload=io.BytesIO(b"x"), original_name="x"
         )
 
@@ -285,11 +286,11 @@ def test_validation_stores_findings_rejected_signals_and_totals(user: Any, app_k
 def test_validation_reports_progress_on_the_row(
     user: Any, app_key: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(imports, "PROGRESS_EVERY_SECONDS", 0)
+    monkeypatch.setattr(validation, "PROGRESS_EVERY_SECONDS", 0)
     signal_import = create(user, app_key, ndjson(*(order(n) for n in range(600))))
 
     with CaptureQueriesContext(connection) as queries:
-        imports.import_validate(import_id=signal_import.pk)
+        validation.import_validate(import_id=signal_import.pk)
 
     progress = [
         q["sql"]
@@ -304,8 +305,8 @@ def test_validation_reports_progress_on_the_row(
 def test_findings_are_written_in_chunks(
     user: Any, app_key: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(imports, "FINDINGS_CHUNK", 10)
-    monkeypatch.setattr(imports, "REJECTED_CHUNK", 7)
+    monkeypatch.setattr(validation, "FINDINGS_CHUNK", 10)
+    monkeypatch.setattr(validation, "REJECTED_CHUNK", 7)
     signal_import = validated(user, app_key, ndjson(*(missing_currency(n) for n in range(95))))
     assert ImportFinding.objects.filter(signal_import=signal_import).count() == 95
     assert RejectedSignal.objects.filter(signal_import=signal_import).count() == 95
@@ -347,7 +348,7 @@ def test_an_unregistered_app_key_in_the_file_is_an_error(user: Any, app_key: Any
 
     assert (signal_import.signals, signal_import.valid, signal_import.rejected) == (6, 3, 3)
     assert signal_import.errors == 4  # three unregistered keys and one missing currency
-    unregistered = ImportFinding.objects.filter(code=imports.UNREGISTERED_APP_KEY)
+    unregistered = ImportFinding.objects.filter(code=validation.UNREGISTERED_APP_KEY)
     assert sorted(unregistered.values_list("signal", flat=True)) == [1, 4, 5]
     assert all(f.path == "appKey" and f.severity == "error" for f in unregistered)
     assert "nobody-knows-me" in unregistered.first().message  # type: ignore[union-attr]
@@ -375,7 +376,7 @@ def test_an_unregistered_app_key_in_a_csv_file_is_an_error(user: Any, app_key: A
 
 def test_validating_again_does_not_double_rows(user: Any, app_key: Any) -> None:
     signal_import = validated(user, app_key, ndjson(order(0), missing_currency(1)))
-    imports.import_validate(import_id=signal_import.pk)
+    validation.import_validate(import_id=signal_import.pk)
     signal_import.refresh_from_db()
 
     assert ImportFinding.objects.filter(signal_import=signal_import).count() == 1
@@ -386,7 +387,7 @@ def test_validating_again_does_not_double_rows(user: Any, app_key: Any) -> None:
 def test_an_import_being_sent_is_not_validated_again(user: Any, app_key: Any) -> None:
     signal_import = validated(user, app_key, ndjson(missing_currency(1)))
     SignalImport.objects.filter(pk=signal_import.pk).update(status=ImportStatus.SENDING)
-    imports.import_validate(import_id=signal_import.pk)
+    validation.import_validate(import_id=signal_import.pk)
     signal_import.refresh_from_db()
     assert signal_import.status == ImportStatus.SENDING
     assert ImportFinding.objects.filter(signal_import=signal_import).count() == 1
@@ -400,7 +401,7 @@ def test_the_problem_table_puts_errors_first_then_counts(user: Any, app_key: Any
     signals += [missing_currency(n) for n in range(5, 7)]  # 2 errors
     signals += [order(7, orderId="")]  # 1 error
     signals += [order(8, orderedItems=[{"productId": "p"}, {"productId": "q"}])]  # 4 errors
-    table = imports.import_problem_table(validated(user, app_key, ndjson(*signals)))
+    table = preview.import_problem_table(validated(user, app_key, ndjson(*signals)))
 
     # Errors first, then by signals hit, then by findings.
     assert [(r.severity, r.path, r.code, r.signals, r.count) for r in table] == [
@@ -436,7 +437,7 @@ def many_rejected(user: Any, app_key: Any) -> SignalImport:
 
 
 def test_rejected_signals_are_paged_by_keyset(many_rejected: SignalImport) -> None:
-    first = imports.import_rejected_page(many_rejected)
+    first = preview.import_rejected_page(many_rejected)
     assert [e.signal for e in first.entries] == list(range(0, 100, 2))
     assert first.next_after == 98
     entry = first.entries[0]
@@ -451,43 +452,83 @@ def test_rejected_signals_are_paged_by_keyset(many_rejected: SignalImport) -> No
     ]
     assert '"currency"' not in entry.record_json
 
-    second = imports.import_rejected_page(many_rejected, after=first.next_after)
-    third = imports.import_rejected_page(many_rejected, after=second.next_after)
+    second = preview.import_rejected_page(many_rejected, after=first.next_after)
+    third = preview.import_rejected_page(many_rejected, after=second.next_after)
     assert [e.signal for e in second.entries] == list(range(100, 200, 2))
     assert [e.signal for e in third.entries] == list(range(200, 240, 2))
     assert third.next_after is None
 
-    deep = imports.import_rejected_page(many_rejected, after=229, limit=3)
+    deep = preview.import_rejected_page(many_rejected, after=229, limit=3)
     assert [e.signal for e in deep.entries] == [230, 232, 234]
     assert deep.next_after == 234
 
 
 def test_rejected_signals_can_be_filtered(many_rejected: SignalImport) -> None:
-    by_pattern = imports.import_rejected_page(
+    by_pattern = preview.import_rejected_page(
         many_rejected, path="signalContent.effect", code="enum", limit=500
     )
     assert [e.signal for e in by_pattern.entries] == list(range(0, 240, 6))
-    warnings = imports.import_rejected_page(many_rejected, severity="warning", limit=500)
+    warnings = preview.import_rejected_page(many_rejected, severity="warning", limit=500)
     assert [e.signal for e in warnings.entries] == list(range(0, 240, 6))
-    with_warning_only = imports.import_rejected_page(
+    with_warning_only = preview.import_rejected_page(
         many_rejected, severity="warning", limit=500, rejected_only=False
     )
     assert with_warning_only.entries[-1].signal == 240
     assert not with_warning_only.entries[-1].rejected
     assert with_warning_only.entries[-1].record is None
-    errors = imports.import_rejected_page(many_rejected, code="required", after=230)
+    errors = preview.import_rejected_page(many_rejected, code="required", after=230)
     assert [e.signal for e in errors.entries] == [232, 234, 236, 238]
-    assert imports.import_rejected_page(many_rejected, code="nothing").entries == []
+    assert preview.import_rejected_page(many_rejected, code="nothing").entries == []
 
 
 def test_rejected_pages_never_use_offset(many_rejected: SignalImport) -> None:
     with CaptureQueriesContext(connection) as queries:
-        imports.import_rejected_page(many_rejected, after=150)
-        imports.import_rejected_page(many_rejected, after=150, path="signalContent.effect")
-        imports.import_rejected_page(many_rejected, after=150, severity="warning")
-        imports.import_problem_table(many_rejected)
+        preview.import_rejected_page(many_rejected, after=150)
+        preview.import_rejected_page(many_rejected, after=150, path="signalContent.effect")
+        preview.import_rejected_page(many_rejected, after=150, severity="warning")
+        preview.import_problem_table(many_rejected)
     assert queries.captured_queries
     assert not [q for q in queries.captured_queries if "OFFSET" in q["sql"].upper()]
+
+
+@pytest.mark.parametrize(
+    ("name", "encode"),
+    [
+        ("signals.ndjson", lambda signal: orjson.dumps(signal) + b"\n"),
+        ("signals.json", lambda signal: json.dumps([signal], indent=2).encode()),
+    ],
+)
+def test_the_preview_shows_a_rejected_signal_with_its_keys_in_file_order(
+    user: Any, app_key: Any, client: Client, name: str, encode: Any
+) -> None:
+    """jsonb (PostgreSQL) stores object keys shorter first: the preview must not show the
+    signal in that order but as it is in the file."""
+    signal = {
+        "signalContent": {"signalType": "order", "orderId": "o-1", "effect": "positve"},
+        "identifiableAttributes": {"email": "ann@example.com"},
+        "appKey": "shop-key",
+    }  # currency missing: rejected
+    signal_import = validated(user, app_key, encode(signal), name=name)
+    assert signal_import.rejected == 1
+
+    entry = preview.import_rejected_page(signal_import).entries[0]
+    assert list(entry.record) == ["signalContent", "identifiableAttributes", "appKey"]
+    assert list(entry.record["signalContent"]) == ["signalType", "orderId", "effect"]
+
+    client.force_login(user)
+    page = client.get(reverse("signals:import_detail", args=[signal_import.public_id]))
+    html = page.content.decode()
+    keys = [
+        "signalContent",
+        "signalType",
+        "orderId",
+        "effect",
+        "identifiableAttributes",
+        "email",
+        "appKey",
+    ]
+    shown = [html.index(f'<span class="jk">&quot;{key}&quot;</span>') for key in keys]
+    assert shown == sorted(shown)
 
 
 # --- fixes --------------------------------------------------------------------------------
@@ -523,27 +564,27 @@ def fixable_file() -> bytes:
 
 def test_unambiguous_fixes_are_offered_with_their_counts(user: Any, app_key: Any) -> None:
     signal_import = validated(user, app_key, fixable_file())
-    fixes = {f.id: f for f in imports.import_fix_suggestions(signal_import)}
+    offered = {f.id: f for f in fixes.import_fix_suggestions(signal_import)}
 
-    assert set(fixes) == {
+    assert set(offered) == {
         "enum_spelling|signalContent.effect|positve",
         "currency_case|signalContent.currency",
         "item_quantity|signalContent.orderedItems[]",
         "number_string|signalContent.itemQuantity",
         "number_string|signalContent.unitPrice",
     }
-    spelling = fixes["enum_spelling|signalContent.effect|positve"]
+    spelling = offered["enum_spelling|signalContent.effect|positve"]
     assert (spelling.before, spelling.after, spelling.signals) == ("positve", "positive", 2)
-    assert fixes["currency_case|signalContent.currency"].signals == 2
-    assert fixes["number_string|signalContent.itemQuantity"].after == "2"
-    assert "itemQuantity" in fixes["item_quantity|signalContent.orderedItems[]"].description
+    assert offered["currency_case|signalContent.currency"].signals == 2
+    assert offered["number_string|signalContent.itemQuantity"].after == "2"
+    assert "itemQuantity" in offered["item_quantity|signalContent.orderedItems[]"].description
 
 
 def test_an_ambiguous_spelling_is_not_offered(user: Any, app_key: Any) -> None:
     signal_import = validated(
         user, app_key, ndjson(order(0, effect="xyz"), order(1, currency="dollars"))
     )
-    assert imports.import_fix_suggestions(signal_import) == []
+    assert fixes.import_fix_suggestions(signal_import) == []
 
 
 def test_applying_fixes_makes_a_new_import_that_validates_clean(
@@ -552,16 +593,19 @@ def test_applying_fixes_makes_a_new_import_that_validates_clean(
     source = validated(user, app_key, fixable_file())
     # usd, eur (a required currency) and the addToCart's numbers as text are errors.
     assert (source.rejected, source.warnings) == (3, 3)
-    chosen = [f.id for f in imports.import_fix_suggestions(source)]
+    chosen = [f.id for f in fixes.import_fix_suggestions(source)]
 
     with django_capture_on_commit_callbacks() as callbacks:
-        fixed = imports.import_apply_fixes(signal_import=source, user=user, fixes=chosen)
-    assert callbacks[0].args == (fixed.pk,)
+        fixed = fixes.import_apply_fixes(signal_import=source, user=user, fixes=chosen)
+    assert [c.args for c in callbacks] == [(fixed.pk, source.pk, sorted(chosen))]
     assert fixed.pk != source.pk
     assert fixed.original_name == "orders.fixed.ndjson"
     assert (fixed.app_key, fixed.mode) == (source.app_key, source.mode)
     assert AuditEvent.objects.filter(signal_import=fixed, action="import.fixes_applied").exists()
 
+    with django_capture_on_commit_callbacks() as callbacks:
+        tasks.write_fixed_file(*write_task_args(fixed, source, chosen))
+    assert [c.args for c in callbacks] == [(fixed.pk,)]  # then validated as an upload
     lines = (Path(settings.IMPORTS_DIR) / fixed.stored_name).read_bytes().splitlines()
     records = [json.loads(line) for line in lines]
     assert len(records) == 6
@@ -572,26 +616,110 @@ def test_applying_fixes_makes_a_new_import_that_validates_clean(
     assert records[3]["signalContent"]["unitPrice"] == 9.95
     assert records[4] == order(4)
 
-    imports.import_validate(import_id=fixed.pk)
+    validation.import_validate(import_id=fixed.pk)
     fixed.refresh_from_db()
     assert (fixed.signals, fixed.valid, fixed.rejected, fixed.warnings) == (6, 6, 0, 0)
 
 
+def write_task_args(
+    fixed: SignalImport, source: SignalImport, chosen: list[str]
+) -> tuple[Any, ...]:
+    """The write_fixed_file task's arguments, as import_apply_fixes queues them."""
+    return fixed.pk, source.pk, sorted(chosen)
+
+
+def applied(user: Any, source: SignalImport, chosen: list[str]) -> SignalImport:
+    """Fixes applied, the task that writes the corrected file run here, then validated."""
+    fixed = fixes.import_apply_fixes(signal_import=source, user=user, fixes=chosen)
+    tasks.write_fixed_file(*write_task_args(fixed, source, chosen))
+    validation.import_validate(import_id=fixed.pk)
+    fixed.refresh_from_db()
+    return fixed
+
+
 def test_only_the_chosen_fixes_are_applied(user: Any, app_key: Any) -> None:
     source = validated(user, app_key, fixable_file())
-    fixed = imports.import_apply_fixes(
-        signal_import=source, user=user, fixes=["currency_case|signalContent.currency"]
-    )
-    imports.import_validate(import_id=fixed.pk)
-    fixed.refresh_from_db()
+    fixed = applied(user, source, ["currency_case|signalContent.currency"])
     assert fixed.rejected == 1  # the addToCart signal's numbers as text
     assert fixed.warnings == 3
+
+
+def test_the_request_only_records_the_fixes_the_task_writes_the_file(
+    user: Any, app_key: Any, settings: Any
+) -> None:
+    source = validated(user, app_key, fixable_file())
+    chosen = ["currency_case|signalContent.currency"]
+    fixed = fixes.import_apply_fixes(signal_import=source, user=user, fixes=chosen)
+    path = Path(settings.IMPORTS_DIR) / fixed.stored_name
+
+    assert fixed.status == ImportStatus.UPLOADED
+    assert not path.exists()
+    assert fixes.import_preparing(fixed)
+
+    tasks.write_fixed_file(*write_task_args(fixed, source, chosen))
+    fixed.refresh_from_db()
+    assert path.exists()
+    assert fixed.size_bytes == path.stat().st_size
+    assert (fixed.status, fixed.bytes_read, fixed.signals) == (ImportStatus.UPLOADED, 0, 0)
+    assert not fixes.import_preparing(fixed)
+    assert list(Path(settings.IMPORTS_DIR).glob("*.part")) == []
+
+
+def test_a_rerun_after_a_crash_writes_the_whole_file_not_half_of_it(
+    user: Any, app_key: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    source = validated(user, app_key, fixable_file())
+    chosen = [f.id for f in fixes.import_fix_suggestions(source)]
+    clean = applied(user, source, chosen)
+    expected = (Path(settings.IMPORTS_DIR) / clean.stored_name).read_bytes()
+
+    fixed = fixes.import_apply_fixes(signal_import=source, user=user, fixes=chosen)
+    # A worker killed mid-write left half a file under the temporary name only.
+    partial = Path(settings.IMPORTS_DIR) / f"{fixed.stored_name}.part"
+    partial.write_bytes(expected[: len(expected) // 2])
+    assert fixes.import_preparing(fixed)
+
+    tasks.write_fixed_file(*write_task_args(fixed, source, chosen))  # the redelivered task
+    path = Path(settings.IMPORTS_DIR) / fixed.stored_name
+    assert path.read_bytes() == expected
+    assert not partial.exists()
+
+    # Killed after the rename, before the validation was queued: run again, queue it.
+    with django_capture_on_commit_callbacks() as callbacks:
+        tasks.write_fixed_file(*write_task_args(fixed, source, chosen))
+    assert [c.args for c in callbacks] == [(fixed.pk,)]
+    assert path.read_bytes() == expected
+
+    validation.import_validate(import_id=fixed.pk)
+    with django_capture_on_commit_callbacks() as callbacks:
+        tasks.write_fixed_file(*write_task_args(fixed, source, chosen))
+    assert callbacks == []  # validated already: nothing to do
+
+
+def test_a_corrected_file_that_cannot_be_written_fails_the_import_cleanly(
+    user: Any, app_key: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = validated(user, app_key, fixable_file())
+    chosen = ["currency_case|signalContent.currency"]
+    fixed = fixes.import_apply_fixes(signal_import=source, user=user, fixes=chosen)
+
+    def disk_full(source: Any, destination: Path, *args: Any) -> None:
+        destination.write_bytes(b'{"half": ')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fixes, "_write_fixed_file", disk_full)
+    with pytest.raises(OSError):
+        tasks.write_fixed_file(*write_task_args(fixed, source, chosen))
+    fixed.refresh_from_db()
+    assert fixed.status == ImportStatus.FAILED
+    assert fixed.error_message.startswith("Writing the corrected file stopped (OSError)")
+    assert list(Path(settings.IMPORTS_DIR).glob(f"{fixed.stored_name}*")) == []
 
 
 def test_a_fix_not_offered_is_refused(user: Any, app_key: Any) -> None:
     source = validated(user, app_key, fixable_file())
     with pytest.raises(ImportRefused):
-        imports.import_apply_fixes(signal_import=source, user=user, fixes=["made|up"])
+        fixes.import_apply_fixes(signal_import=source, user=user, fixes=["made|up"])
 
 
 # --- downloads ----------------------------------------------------------------------------
@@ -606,7 +734,7 @@ def test_the_error_report_is_safe_in_a_spreadsheet(user: Any, app_key: Any) -> N
     minus["signalContent"]["-2+3"] = 1
     signal_import = validated(user, app_key, ndjson(formula, at, minus, missing_currency(3)))
 
-    text = "".join(imports.error_report_csv(signal_import))
+    text = "".join(downloads.error_report_csv(signal_import))
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["index", "line", "path", "severity", "code", "message"]
     assert [row[0] for row in rows[1:]] == ["0", "1", "2", "3"]
@@ -616,22 +744,22 @@ def test_the_error_report_is_safe_in_a_spreadsheet(user: Any, app_key: Any) -> N
     for row in rows[1:]:
         for cell in row:
             assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
-    assert imports.spreadsheet_safe("=1+1") == "'=1+1"
-    assert imports.spreadsheet_safe("\tx") == "'\tx"
-    assert imports.spreadsheet_safe("plain") == "plain"
+    assert downloads.spreadsheet_safe("=1+1") == "'=1+1"
+    assert downloads.spreadsheet_safe("\tx") == "'\tx"
+    assert downloads.spreadsheet_safe("plain") == "plain"
 
 
 def test_the_valid_signals_file_holds_only_valid_signals(user: Any, app_key: Any) -> None:
     signals = [order(0), missing_currency(1), order(2), order(3), missing_currency(4), order(5)]
     signal_import = validated(user, app_key, ndjson(*signals))
-    lines = b"".join(imports.valid_signals_ndjson(signal_import)).splitlines()
+    lines = b"".join(downloads.valid_signals_ndjson(signal_import)).splitlines()
     assert [json.loads(line) for line in lines] == [order(0), order(2), order(3), order(5)]
 
 
 def test_the_valid_signals_file_from_a_json_array(user: Any, app_key: Any) -> None:
     signals = [missing_currency(0), order(1), order(2, effect="positve")]
     signal_import = validated(user, app_key, json.dumps(signals).encode(), name="x.json")
-    lines = b"".join(imports.valid_signals_ndjson(signal_import)).splitlines()
+    lines = b"".join(downloads.valid_signals_ndjson(signal_import)).splitlines()
     assert [json.loads(line) for line in lines] == signals[1:]
 
 
@@ -736,7 +864,7 @@ def test_validation_over_several_processes_stores_what_the_single_pass_does(
 
     monkeypatch.setattr(validate_module, "_stitch", spy)
     parallel_import = create(user, app_key, content, name)
-    imports.import_validate(import_id=parallel_import.pk)
+    validation.import_validate(import_id=parallel_import.pk)
     parallel = _snapshot(parallel_import)
 
     assert stitched, "the file was not split over processes"
@@ -753,13 +881,13 @@ def test_a_clean_file_is_not_read_a_second_time(
     user: Any, app_key: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[Any] = []
-    real_open = imports.open_signal_file
+    real_open = validation.open_signal_file
 
     def counting_open(*args: Any, **kwargs: Any) -> Any:
         opened.append(args[0])
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(imports, "open_signal_file", counting_open)
+    monkeypatch.setattr(validation, "open_signal_file", counting_open)
     signal_import = validated(user, app_key, ndjson(*(order(n) for n in range(50))))
     assert signal_import.valid == 50
     assert len(opened) == 1
@@ -780,26 +908,26 @@ def test_the_app_key_scan_never_vouches_for_what_it_cannot_read(
 ) -> None:
     path = tmp_path / "f.ndjson"
     path.write_bytes(ndjson(order(0)) + line + b"\n")
-    assert not imports._all_app_keys_registered(path, frozenset({"shop-key", "nobody-knows-me"}))
+    assert not validation._all_app_keys_registered(path, frozenset({"shop-key", "nobody-knows-me"}))
 
 
 def test_the_app_key_scan_reads_plain_files_across_blocks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(imports, "_SCAN_BLOCK", 100)
-    monkeypatch.setattr(imports, "_SCAN_OVERLAP", 30)
+    monkeypatch.setattr(validation, "_SCAN_BLOCK", 100)
+    monkeypatch.setattr(validation, "_SCAN_OVERLAP", 30)
     content = ndjson(*(order(n) for n in range(40)))
     plain = tmp_path / "f.ndjson"
     plain.write_bytes(content)
     packed = tmp_path / "f.ndjson.gz"
     packed.write_bytes(gzip.compress(content))
     for file_path in (plain, packed):
-        assert imports._all_app_keys_registered(file_path, frozenset({"shop-key"}))
-        assert not imports._all_app_keys_registered(file_path, frozenset({"other"}))
+        assert validation._all_app_keys_registered(file_path, frozenset({"shop-key"}))
+        assert not validation._all_app_keys_registered(file_path, frozenset({"other"}))
     stranger = order(40)
     stranger["appKey"] = "stranger"
     plain.write_bytes(content + ndjson(stranger))
-    assert not imports._all_app_keys_registered(plain, frozenset({"shop-key"}))
+    assert not validation._all_app_keys_registered(plain, frozenset({"shop-key"}))
 
 
 def test_an_escaped_unregistered_app_key_is_still_an_error(user: Any, app_key: Any) -> None:
@@ -818,13 +946,13 @@ def test_validation_over_several_processes_shows_progress_on_the_row(
     user: Any, app_key: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The row's bytes_read follows what the validator's worker processes have read."""
-    monkeypatch.setattr(imports, "PROGRESS_EVERY_SECONDS", 0.05)
-    monkeypatch.setattr(imports, "_queue_validation", lambda signal_import: None)
+    monkeypatch.setattr(validation, "PROGRESS_EVERY_SECONDS", 0.05)
+    monkeypatch.setattr(upload, "queue_validation", lambda signal_import: None)
     signal_import = create(user, app_key, ndjson(order(0)))
     data = tmp_path / "data"
     data.write_bytes(b"x" * 300_000)
     seen: list[int] = []
-    with imports._ChildReadProgress(signal_import.pk, 10**9) as progress:
+    with validation._ChildReadProgress(signal_import.pk, 10**9) as progress:
         child = subprocess.Popen(
             ["python3", "-c", f"import time; open({str(data)!r}, 'rb').read(); time.sleep(1)"]
         )
@@ -846,9 +974,9 @@ def test_findings_are_analyzed_after_a_large_bulk_insert_on_postgresql(
     """Fresh statistics before the preview's first GROUP BY / ROW_NUMBER() (PostgreSQL
     plans them from an empty table's statistics otherwise); small imports skip it."""
     with CaptureQueriesContext(connection) as small:
-        imports._refresh_preview_statistics(imports.ANALYZE_MIN_FINDINGS - 1)
+        validation._refresh_preview_statistics(validation.ANALYZE_MIN_FINDINGS - 1)
     assert small.captured_queries == []
     monkeypatch.setattr(connection, "vendor", "postgresql")
     with CaptureQueriesContext(connection) as large:
-        imports._refresh_preview_statistics(imports.ANALYZE_MIN_FINDINGS)
+        validation._refresh_preview_statistics(validation.ANALYZE_MIN_FINDINGS)
     assert [q["sql"] for q in large.captured_queries] == ["ANALYZE signals_app_importfinding"]

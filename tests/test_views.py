@@ -3,12 +3,14 @@ actions, history, and the htmx partial responses."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -28,8 +30,8 @@ from signals_app.models import (
     RejectedSignal,
     SignalImport,
 )
-from signals_app.services import imports as import_services
-from signals_app.services.imports import ProblemExample
+from signals_app.services import preview, upload, validation
+from signals_app.services.preview import ProblemExample
 from tests.factories import make_app_key
 
 pytestmark = pytest.mark.django_db
@@ -402,6 +404,57 @@ def test_htmx_progress_polling_gets_only_the_progress_part(client: Client, marke
     assert "25 %" in body and "5,000" in body and "signals/s" in body
 
 
+def test_applying_fixes_returns_at_once_and_the_task_writes_the_file(
+    client: Client,
+    marketer: User,
+    imports_dir: Path,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    app_key = make_app_key(key="shop-key", tier="ultimate")
+    misspelt = {
+        "appKey": "shop-key",
+        "identifiableAttributes": {"email": "ann@example.com"},
+        "signalContent": {"signalType": "order", "currency": "usd", "orderId": "o-1"},
+    }
+    source = upload.import_create(
+        user=marketer,
+        app_key=app_key,
+        mode="test",
+        upload=io.BytesIO(orjson.dumps(misspelt) + b"\n"),
+        original_name="orders.ndjson",
+    )
+    validation.import_validate(import_id=source.pk)
+    source.refresh_from_db()
+    assert source.rejected == 1
+
+    with django_capture_on_commit_callbacks() as queued:
+        response = client.post(
+            reverse("signals:import_fix", args=[source.public_id]),
+            {"fix": "currency_case|signalContent.currency"},
+        )
+    fixed = SignalImport.objects.exclude(pk=source.pk).get()
+    assert response.status_code == 302 and response["Location"] == detail_url(fixed)
+    # The request recorded the choice and queued the writing: no file yet.
+    assert not (imports_dir / fixed.stored_name).exists()
+    assert [c.func.__self__.name for c in queued] == ["signals_app.tasks.write_fixed_file"]
+    page = client.get(detail_url(fixed)).content.decode()
+    assert "Writing the corrected file" in page and 'hx-trigger="every 1s"' in page
+
+    with django_capture_on_commit_callbacks() as queued_next:
+        for task in queued:
+            task.func.__self__.apply(args=task.args).get()  # eagerly, in this process
+    assert (imports_dir / fixed.stored_name).exists()
+    polled = client.get(
+        detail_url(fixed), headers={"HX-Request": "true", "HX-Target": "progress"}
+    ).content.decode()
+    assert "Checking the file" in polled and "Writing the corrected file" not in polled
+
+    for task in queued_next:
+        task.func.__self__.apply(args=task.args).get()
+    fixed.refresh_from_db()
+    assert (fixed.status, fixed.signals, fixed.rejected) == (ImportStatus.VALIDATED, 1, 0)
+
+
 def test_htmx_polling_reloads_the_page_when_the_phase_ends(client: Client, marketer: User) -> None:
     signal_import = make_import(marketer, status=ImportStatus.VALIDATED)
     response = client.get(
@@ -606,7 +659,7 @@ def test_the_problem_table_takes_three_examples_per_group_in_one_query(
             )
     ImportFinding.objects.bulk_create(rows)
     with django_assert_max_num_queries(3):
-        table = import_services.import_problem_table(signal_import)
+        table = preview.import_problem_table(signal_import)
     assert [(r.severity, r.signals, [e.signal for e in r.examples]) for r in table] == [
         ("error", 5, [1, 3, 5]),
         ("warning", 5, [1, 3, 5]),

@@ -54,8 +54,9 @@ from signals_app.models import (
     SignalImport,
     audit,
 )
+from signals_app.services.downloads import iter_valid_records
 from signals_app.services.errors import ImportRefused
-from signals_app.services.imports import import_file_path, iter_valid_records
+from signals_app.services.upload import import_file_path
 from signals_app.validation.engine import unwrap
 from signals_app.validation.readers import Record, open_signal_file
 from signals_app.validation.schema import IDENTIFIABLE_ATTRIBUTES

@@ -1,19 +1,27 @@
-"""`python manage.py import_signals FILE --app-key KEY [--live] [--wait] [--user USERNAME]
-[--confirm-skip]`: the browser's import flow for ops and scripts, through the same services.
+"""`python manage.py import_signals FILE --app-key KEY [--live] [--confirm-skip [N]] [--wait]
+[--user USERNAME]`: the browser's import flow for ops and scripts, through the same services.
+`python manage.py import_signals --import ID [--confirm-skip [N]] [--wait]` sends an import
+made before (validated, not sent yet) instead of uploading a file again.
 
 The file is stored and validated by the validation task; once validated it is sent (test
 unless --live) by the send task. Without --wait the command returns once the send is
 enqueued (or at once, when validation is still running, printing the import's id); with
 --wait it prints progress until every batch has a final state.
 
+A live import with rejected signals is sent only with --confirm-skip: N, the number of
+rejected signals the validation found, or no number to skip however many there are. When
+it is refused the import stays validated and unsent (history: "Ready to send", audit:
+import.send_refused), and the error says how to send it with --import.
+
 Exit status: 0 when every valid signal was accepted, 1 otherwise (rejected signals skipped,
-failed or unknown batches, a refusal), 2 for bad input (no such file, app key or user; an
-unreadable file; a live send without permission or confirmation).
+failed or unknown batches, a refusal), 2 for bad input (no such file, app key, user or
+import; an unreadable file; a live send without permission or confirmation).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,7 +31,8 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
 from connectadmin.models import AppKey
-from signals_app.models import ImportMode, ImportStatus, SignalImport
+from connectadmin.roles import SEND_LIVE
+from signals_app.models import ImportMode, ImportStatus, SignalImport, audit
 from signals_app.services import sending
 from signals_app.services.errors import ImportRefused
 
@@ -31,21 +40,34 @@ EXIT_INCOMPLETE = 1
 EXIT_BAD_INPUT = 2
 _VALIDATING = (ImportStatus.UPLOADED, ImportStatus.VALIDATING)
 _DONE = (ImportStatus.COMPLETED, ImportStatus.CANCELLED, ImportStatus.FAILED)
+_ANY = -1  # --confirm-skip without a number: skip however many signals were rejected
 
 
 class Command(BaseCommand):
     help = "Validate a file of signals and send its valid signals to Connect (test or live)."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("file", help="JSON, NDJSON or CSV file of signals, or a .gz of one")
-        parser.add_argument("--app-key", required=True, help="a registered application key")
+        parser.add_argument(
+            "file", nargs="?", help="JSON, NDJSON or CSV file of signals, or a .gz of one"
+        )
+        parser.add_argument("--app-key", help="a registered application key (with FILE)")
         parser.add_argument("--live", action="store_true", help="send live (default: test)")
+        parser.add_argument(
+            "--import",
+            dest="import_id",
+            metavar="ID",
+            help="send this import, made before, instead of uploading a file",
+        )
         parser.add_argument("--wait", action="store_true", help="wait until the send ends")
         parser.add_argument("--user", help="who sends (default: the first superuser)")
         parser.add_argument(
             "--confirm-skip",
-            action="store_true",
-            help="confirm that rejected signals are skipped (needed for a live send)",
+            nargs="?",
+            type=int,
+            const=_ANY,
+            metavar="N",
+            help="confirm that the N rejected signals are skipped (needed for a live send; "
+            "without N, however many there are)",
         )
         parser.add_argument(
             "--timeout", type=float, default=24 * 3600, help="most seconds --wait waits"
@@ -55,35 +77,21 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        path = Path(options["file"])
-        if not path.is_file():
-            self._fail(f"{path}: no such file", EXIT_BAD_INPUT)
-        app_key = AppKey.objects.filter(key=options["app_key"]).first()
-        if app_key is None:
-            self._fail(f"--app-key {options['app_key']!r} is not registered", EXIT_BAD_INPUT)
-        user = self._user(options["user"])
-        mode = ImportMode.LIVE if options["live"] else ImportMode.TEST
-
-        from signals_app.services.imports import import_create  # written beside this one
-
-        with path.open("rb") as upload:
-            signal_import = import_create(
-                user=user, app_key=app_key, mode=mode, upload=upload, original_name=path.name
-            )
-        self.stdout.write(f"import {signal_import.pk}: {path.name}, {mode} import, validating")
+        if options["import_id"] is not None:
+            signal_import, user = self._existing_import(options)
+        else:
+            signal_import, user = self._new_import(options)
         deadline = time.monotonic() + options["timeout"]
         signal_import = self._wait_validation(signal_import, options, deadline)
 
-        confirm = signal_import.rejected if options["confirm_skip"] else None
+        rejected = signal_import.validation_source.rejected
+        confirm = rejected if options["confirm_skip"] == _ANY else options["confirm_skip"]
         try:
             signal_import = sending.import_send(
                 signal_import=signal_import, user=user, confirm_skip=confirm
             )
-        except PermissionDenied as exc:
-            self._fail(str(exc) or "permission denied", EXIT_BAD_INPUT)
-        except ImportRefused as exc:
-            hint = " (use --confirm-skip)" if signal_import.is_live else ""
-            self._fail(f"{exc}{hint}", EXIT_BAD_INPUT)
+        except (PermissionDenied, ImportRefused) as exc:
+            self._refused(signal_import, user, str(exc) or "permission denied", confirm)
         self.stdout.write(
             f"sending {signal_import.valid} signals in {signal_import.batches_total} batches"
         )
@@ -92,6 +100,85 @@ class Command(BaseCommand):
             return
         signal_import = self._wait_send(signal_import, options, deadline)
         self._final(signal_import)
+
+    def _new_import(self, options: dict[str, Any]) -> tuple[SignalImport, User]:
+        if not options["file"]:
+            self._fail("give a FILE to import, or --import ID to send an import", EXIT_BAD_INPUT)
+        path = Path(options["file"])
+        if not path.is_file():
+            self._fail(f"{path}: no such file", EXIT_BAD_INPUT)
+        if not options["app_key"]:
+            self._fail("--app-key is required with a FILE", EXIT_BAD_INPUT)
+        app_key = AppKey.objects.filter(key=options["app_key"]).first()
+        if app_key is None:
+            self._fail(f"--app-key {options['app_key']!r} is not registered", EXIT_BAD_INPUT)
+        user = self._user(options["user"])
+        mode = ImportMode.LIVE if options["live"] else ImportMode.TEST
+
+        from signals_app.services.upload import import_create  # written beside this one
+
+        with path.open("rb") as upload:
+            signal_import = import_create(
+                user=user, app_key=app_key, mode=mode, upload=upload, original_name=path.name
+            )
+        self.stdout.write(f"import {signal_import.pk}: {path.name}, {mode} import, validating")
+        return signal_import, user
+
+    def _existing_import(self, options: dict[str, Any]) -> tuple[SignalImport, User]:
+        """--import ID: the id this command prints, or the import's public id (its page)."""
+        if options["file"] or options["app_key"] or options["live"]:
+            self._fail(
+                "--import sends an import as it was made: give no FILE, --app-key or --live",
+                EXIT_BAD_INPUT,
+            )
+        wanted = str(options["import_id"]).strip()
+        found = SignalImport.objects.select_related("app_key")
+        if wanted.isdigit():
+            signal_import = found.filter(pk=int(wanted)).first()
+        else:
+            try:
+                signal_import = found.filter(public_id=uuid.UUID(wanted)).first()
+            except ValueError:
+                signal_import = None
+        if signal_import is None:
+            self._fail(f"--import {wanted}: no such import", EXIT_BAD_INPUT)
+        user = self._user(options["user"])
+        self.stdout.write(
+            f"import {signal_import.pk}: {signal_import.original_name}, "
+            f"{signal_import.mode} import, {signal_import.get_status_display().lower()}"
+        )
+        return signal_import, user
+
+    def _refused(
+        self, signal_import: SignalImport, user: User, reason: str, confirm: int | None
+    ) -> NoReturn:
+        """The send was refused: say so on the import (its audit trail; it stays unsent) and
+        in the error, with the command that sends it."""
+        signal_import.refresh_from_db()
+        audit(
+            action="import.send_refused",
+            actor=user,
+            signal_import=signal_import,
+            reason=reason,
+            via="import_signals",
+        )
+        name = signal_import.original_name
+        message = f"import {signal_import.pk} ({name}) was not sent: {reason}"
+        if signal_import.status == ImportStatus.VALIDATED and signal_import.is_live:
+            rejected = signal_import.validation_source.rejected
+            again = f"python manage.py import_signals --import {signal_import.pk}"
+            skip = f" --confirm-skip {rejected}" if rejected else ""
+            if not user.has_perm(SEND_LIVE):
+                message += (
+                    "\nIt is kept, validated and unsent. To send it, a user who may send live "
+                    f"runs: {again} --user USERNAME{skip}"
+                )
+            elif rejected and confirm != rejected:
+                message += (
+                    f"\nIt is kept, validated and unsent. To send it live, skipping the "
+                    f"{rejected} rejected signal{'s' if rejected != 1 else ''}: {again}{skip}"
+                )
+        self._fail(message, EXIT_BAD_INPUT)
 
     def _user(self, username: str | None) -> User:
         if username:

@@ -1,0 +1,93 @@
+"""What an import offers to download, streamed: the error report (CSV, safe to open in a
+spreadsheet) and the valid signals (NDJSON). `iter_valid_records` is also what sending
+reads."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+from django.conf import settings
+
+from signals_app.models import ImportFinding, RejectedSignal, SignalImport
+from signals_app.services.records import dumps
+from signals_app.services.upload import import_file_path
+from signals_app.validation.readers import Record, open_signal_file
+
+# Rows fetched per round trip while streaming from the database.
+ROWS_CHUNK = 2000
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A cell a spreadsheet shows as text: one starting like a formula gets a leading '."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+class _Line:
+    """csv.writer's file: hands back the line just written."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def error_report_csv(signal_import: SignalImport) -> Iterator[str]:
+    """Every finding as CSV (index, line, path, severity, code, message), in file order,
+    streamed from the database in chunks."""
+    source = signal_import.validation_source
+    writer = csv.writer(_Line())
+    yield writer.writerow(["index", "line", "path", "severity", "code", "message"])
+    rows = (
+        ImportFinding.objects.filter(signal_import=source)
+        .order_by("signal", "id")
+        .values_list("signal", "line", "path", "severity", "code", "message")
+        .iterator(chunk_size=ROWS_CHUNK)
+    )
+    for signal, line, f_path, f_severity, f_code, message in rows:
+        yield writer.writerow(
+            [
+                signal,
+                "" if line is None else line,
+                spreadsheet_safe(f_path),
+                f_severity,
+                spreadsheet_safe(f_code),
+                spreadsheet_safe(message),
+            ]
+        )
+
+
+def iter_valid_records(signal_import: SignalImport) -> Iterator[Record]:
+    """The records of the valid signals, in file order, as the reader gives them.
+
+    Walks the file and the rejected indexes side by side, so neither is held in memory.
+    """
+    source = signal_import.validation_source
+    rejected = (
+        RejectedSignal.objects.filter(signal_import=source)
+        .order_by("signal")
+        .values_list("signal", flat=True)
+        .iterator(chunk_size=ROWS_CHUNK)
+    )
+    next_rejected = next(rejected, None)
+    with open_signal_file(
+        import_file_path(source), max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
+    ) as signal_file:
+        for record in signal_file:
+            while next_rejected is not None and next_rejected < record.index:
+                next_rejected = next(rejected, None)
+            if record.index == next_rejected:
+                continue
+            yield record
+
+
+def iter_valid_signals(signal_import: SignalImport) -> Iterator[tuple[int, bytes]]:
+    """(index, JSON text) of each valid signal, in file order, as found in the file."""
+    for record in iter_valid_records(signal_import):
+        yield record.index, record.raw if record.raw is not None else dumps(record.value)
+
+
+def valid_signals_ndjson(signal_import: SignalImport) -> Iterator[bytes]:
+    """Only the valid signals, one per line, in file order."""
+    for _index, text in iter_valid_signals(signal_import):
+        yield text + b"\n"
