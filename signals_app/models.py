@@ -196,6 +196,9 @@ class ImportBatch(models.Model):
     first_signal = models.IntegerField()
     last_signal = models.IntegerField()
     size = models.IntegerField()
+    # Which of the import's parallel send runs owns this batch (SIGNALS_SEND_LANES): each
+    # lane is a contiguous run of batches sent by its own task, in file order.
+    lane = models.SmallIntegerField(default=0)
     state = models.CharField(
         max_length=10, choices=BatchState.choices, default=BatchState.PENDING, db_index=True
     )

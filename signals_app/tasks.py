@@ -21,8 +21,9 @@ def write_fixed_file(import_id: int, source_id: int, fix_ids: list[str]) -> None
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def send_import(import_id: int) -> None:
-    sending.import_send_run(import_id=import_id)
+def send_import(import_id: int, lane: int | None = None) -> None:
+    """One lane of the import's send (every lane in turn when None)."""
+    sending.import_send_run(import_id=import_id, lane=lane)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -3,8 +3,10 @@ ledger's rules (with a fake client). The real worker and sandbox: tests/integrat
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -296,12 +298,14 @@ def test_it_writes_the_ledger_and_sends_every_valid_signal_once(
     signal_import = validated_import(imports_dir, marketer)
     with django_capture_on_commit_callbacks() as callbacks:
         signal_import = sending.import_send(signal_import=signal_import, user=marketer)
-    assert len(callbacks) == 1  # the task, enqueued once the ledger is committed
+    lanes = sending.send_lanes()  # 2 on PostgreSQL, 1 on SQLite
+    assert len(callbacks) == lanes  # a task per lane, enqueued once the ledger is committed
     assert signal_import.status == ImportStatus.SENDING
     ledger = batches(signal_import)
     assert [(b.number, b.first_signal, b.last_signal, b.size) for b in ledger] == [
         (0, 0, 5, 5), (1, 6, 12, 5), (2, 13, 17, 5), (3, 18, 22, 5)
     ]  # fmt: skip
+    assert [b.lane for b in ledger] == ([0, 0, 1, 1] if lanes == 2 else [0, 0, 0, 0])
     client = FakeClient()
     sending.import_send_run(import_id=signal_import.pk, client=client)
     assert client.sent_sessions() == [f"S-{n}" for n in range(TOTAL) if n not in REJECTED]
@@ -593,8 +597,10 @@ def test_the_sweep_resumes_only_sends_that_stalled(
     from signals_app import tasks
 
     settings.SIGNALS_SEND_STALLED_MINUTES = 10
-    enqueued: list[int] = []
-    monkeypatch.setattr(tasks.send_import, "delay", lambda import_id: enqueued.append(import_id))
+    enqueued: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        tasks.send_import, "delay", lambda import_id, lane: enqueued.append((import_id, lane))
+    )
     now = timezone.now()
     stalled = validated_import(imports_dir, marketer)
     alive, old_without_heartbeat, done = (copy_of(stalled) for _ in range(3))
@@ -613,7 +619,8 @@ def test_the_sweep_resumes_only_sends_that_stalled(
 
     with django_capture_on_commit_callbacks(execute=True):
         resumed = sending.resume_stalled_sends(now=now)
-    assert sorted(resumed) == sorted([stalled.pk, old_without_heartbeat.pk])
+    # No batch written yet: lane 0, which closes the import (or sends what appears).
+    assert sorted(resumed) == sorted([(stalled.pk, 0), (old_without_heartbeat.pk, 0)])
     assert sorted(enqueued) == sorted(resumed)
     assert SignalImport.objects.get(pk=stalled.pk).heartbeat_at == now
     assert AuditEvent.objects.filter(action="import.send_resumed").count() == 2
@@ -689,8 +696,9 @@ def test_the_counters_are_refreshed_on_a_timer_and_right_at_the_end(
     sending.import_send_run(import_id=signal_import.pk, client=client)
     assert len(client.calls) == 4
     assert states_seen == [BatchState.IN_FLIGHT] * 4  # written before each call
-    # At the run's start, when the batches stop, and when the run closes: not per batch.
-    assert len(refreshes) == 3
+    # At each lane's start and when its batches stop, and when the import closes: not per
+    # batch.
+    assert len(refreshes) == 2 * sending.send_lanes() + 1
     signal_import.refresh_from_db()
     assert signal_import.status == ImportStatus.COMPLETED
     assert (signal_import.sent, signal_import.accepted, signal_import.failed) == (20, 20, 0)
@@ -749,3 +757,136 @@ def test_an_error_in_the_prefetch_thread_fails_the_run_with_its_message(
     assert signal_import.status == ImportStatus.FAILED
     assert "UnreadableFile" in signal_import.error_message
     assert {b.state for b in batches(signal_import)} == {BatchState.PENDING}
+
+
+# --- lanes: two runs send one import side by side (PostgreSQL) ---------------------------
+
+
+def _needs_postgresql() -> None:
+    from django.db import connection
+
+    from tests.conftest import require
+
+    require(connection.vendor == "postgresql", "PostgreSQL (send lanes need advisory locks)")
+
+
+@contextlib.contextmanager
+def lane_lock_held(import_id: int, lane: int) -> Iterator[None]:
+    """A live run of the lane, as other sessions see it: its advisory lock, held from a
+    connection of its own."""
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", sending._lock_key(import_id, lane))
+        yield
+
+
+def two_lane_import(imports_dir: Path, user: User, settings: Any) -> SignalImport:
+    _needs_postgresql()
+    settings.SIGNALS_SEND_LANES = 2
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, user), user=user
+    )
+    assert [b.lane for b in batches(signal_import)] == [0, 0, 1, 1]
+    return signal_import
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_lanes_send_at_once_and_every_signal_goes_once(
+    imports_dir: Path, marketer: User, settings: Any
+) -> None:
+    from django.db import connection
+
+    signal_import = two_lane_import(imports_dir, marketer, settings)
+    together = threading.Barrier(2, timeout=20)
+    clients = [FakeClient(), FakeClient()]
+    errors: list[BaseException] = []
+
+    def run(lane: int) -> None:
+        client = clients[lane]
+        # Each lane's first call waits for the other's: both are in flight at once.
+        client.on_call = lambda calls: together.wait() if calls == 1 else None
+        try:
+            sending.import_send_run(import_id=signal_import.pk, lane=lane, client=client)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(lane,)) for lane in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert not together.broken
+    sent = clients[0].sent_sessions() + clients[1].sent_sessions()
+    assert sorted(sent) == sorted(f"S-{n}" for n in range(TOTAL) if n not in REJECTED)
+    assert clients[0].sent_sessions()[0] == "S-0" and clients[1].sent_sessions()[0] == "S-13"
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.COMPLETED
+    assert (signal_import.sent, signal_import.failed, signal_import.unknown) == (20, 0, 0)
+    assert list(signal_import.audit.values_list("action", flat=True)) == [
+        "import.send", "import.completed"
+    ]  # fmt: skip
+
+
+def test_a_batch_in_flight_in_a_dead_lane_becomes_unknown_and_is_not_resent(
+    imports_dir: Path, marketer: User, settings: Any
+) -> None:
+    signal_import = two_lane_import(imports_dir, marketer, settings)
+    ImportBatch.objects.filter(signal_import=signal_import, number=2).update(
+        state=BatchState.IN_FLIGHT
+    )  # lane 1's worker died during this call: its lock went with it
+    lane_0 = FakeClient()
+    sending.import_send_run(import_id=signal_import.pk, lane=0, client=lane_0)
+    assert len(lane_0.calls) == 2
+    states = [b.state for b in batches(signal_import)]
+    assert states == [BatchState.SENT, BatchState.SENT, BatchState.UNKNOWN, BatchState.PENDING]
+    assert SignalImport.objects.get(pk=signal_import.pk).status == ImportStatus.SENDING
+    lane_1 = FakeClient()  # its task, redelivered
+    sending.import_send_run(import_id=signal_import.pk, lane=1, client=lane_1)
+    assert lane_1.sent_sessions() == ["S-18", "S-19", "S-20", "S-21", "S-22"]
+    assert SignalImport.objects.get(pk=signal_import.pk).status == ImportStatus.COMPLETED
+
+
+def test_a_batch_in_flight_in_a_live_lane_is_left_to_its_run(
+    imports_dir: Path, marketer: User, settings: Any
+) -> None:
+    signal_import = two_lane_import(imports_dir, marketer, settings)
+    ImportBatch.objects.filter(signal_import=signal_import, number=2).update(
+        state=BatchState.IN_FLIGHT
+    )
+    with lane_lock_held(signal_import.pk, 1):
+        sending.import_send_run(import_id=signal_import.pk, lane=0, client=FakeClient())
+        assert batches(signal_import)[2].state == BatchState.IN_FLIGHT
+        assert SignalImport.objects.get(pk=signal_import.pk).status == ImportStatus.SENDING
+
+
+def test_the_sweep_resumes_only_the_lanes_left_without_a_run(
+    imports_dir: Path,
+    marketer: User,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from signals_app import tasks
+
+    signal_import = two_lane_import(imports_dir, marketer, settings)
+    sending.import_send_run(import_id=signal_import.pk, lane=0, client=FakeClient())
+    settings.SIGNALS_SEND_STALLED_MINUTES = 10
+    enqueued: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        tasks.send_import, "delay", lambda import_id, lane: enqueued.append((import_id, lane))
+    )
+    now = timezone.now()
+    SignalImport.objects.filter(pk=signal_import.pk).update(
+        heartbeat_at=now - timedelta(minutes=11)
+    )
+    with lane_lock_held(signal_import.pk, 1):
+        assert sending.resume_stalled_sends(now=now) == []  # lane 1's run is alive
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sending.resume_stalled_sends(now=now) == [(signal_import.pk, 1)]
+    assert enqueued == [(signal_import.pk, 1)]

@@ -6,6 +6,12 @@ before its call, and its outcome committed after, so a run restarted after a cra
 which batches Connect may already hold: those found IN_FLIGHT become UNKNOWN and are never
 resent by themselves — ops resend them with `batch_resend` once they have looked.
 
+The ledger is cut into lanes: contiguous runs of batches, each sent in file order by a task
+of its own, so two workers send one import side by side (on PostgreSQL; SQLite, for
+development, keeps one lane). A lane's run holds a PostgreSQL advisory lock for its whole
+life; the server frees it when the worker dies, which is how a batch left IN_FLIGHT is
+known to be orphaned (its lane's lock is free) rather than on its way.
+
 Settings (defaults in brackets; tests shrink them):
 - SIGNALS_BATCH_SIZE [500]: signals per createSignals call, never above 500.
 - SIGNALS_SEND_MAX_ATTEMPTS [6]: calls per batch in one run for retryable failures.
@@ -13,6 +19,7 @@ Settings (defaults in brackets; tests shrink them):
   backoff with full jitter between them.
 - SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS [300]: the longest `Retry-After` we wait for.
 - SIGNALS_SEND_PREFETCH [4]: batches read and serialised ahead of the one in flight.
+- SIGNALS_SEND_LANES [2]: send runs per import at once (at most 8; 1 on SQLite).
 - SIGNALS_SEND_REFRESH_SECONDS [0.5]: how often a run refreshes the import's counters
   (its heartbeat) while it sends; always again when it stops.
 - CONNECT_TIMEOUTS [{}]: keyword arguments of `connect_client.Timeouts`.
@@ -65,7 +72,8 @@ log = logging.getLogger(__name__)
 
 _IDENTITY_KEYS = frozenset(IDENTIFIABLE_ATTRIBUTES)
 _FINAL_STATES = (BatchState.SENT, BatchState.FAILED, BatchState.UNKNOWN)
-_LOCK_NAMESPACE = 0x5349  # pg advisory lock class for send runs ("SI")
+_LOCK_NAMESPACE = 0x5349  # pg advisory lock class for send runs ("SI"), plus the lane
+MAX_LANES = 8
 _STATE_OF_OUTCOME = {
     Outcome.SENT: BatchState.SENT,
     Outcome.FAILED: BatchState.FAILED,
@@ -204,19 +212,23 @@ def import_send(
             raise ImportRefused(
                 "The validation results of this file are incomplete; validate it again."
             )
-        size = batch_size()
+        ranges = batch_ranges(signals=source.signals, rejected=rejected, size=batch_size())
+        lanes = min(send_lanes(), len(ranges))
         ImportBatch.objects.bulk_create(
             (
                 ImportBatch(
-                    signal_import=locked, number=n, first_signal=first, last_signal=last, size=k
+                    signal_import=locked,
+                    number=n,
+                    first_signal=first,
+                    last_signal=last,
+                    size=k,
+                    lane=n * lanes // len(ranges),
                 )
-                for n, (first, last, k) in enumerate(
-                    batch_ranges(signals=source.signals, rejected=rejected, size=size)
-                )
+                for n, (first, last, k) in enumerate(ranges)
             ),
             batch_size=1000,
         )
-        locked.batches_total = locked.batches.count()
+        locked.batches_total = len(ranges)
         locked.status = ImportStatus.SENDING
         locked.confirmed_skip = skipped if locked.is_live else 0
         locked.cancel_requested = False
@@ -247,9 +259,10 @@ def import_send(
             batches=locked.batches_total,
             skipped=skipped,
             confirmed_skip=locked.confirmed_skip,
+            lanes=lanes,
         )
-        import_id = locked.pk
-        transaction.on_commit(lambda: send_import.delay(import_id))
+        for lane in range(lanes):
+            transaction.on_commit(functools.partial(send_import.delay, locked.pk, lane))
     return locked
 
 
@@ -270,6 +283,14 @@ def _check_sendable(signal_import: SignalImport) -> None:
 
 def batch_size() -> int:
     return max(1, min(int(getattr(settings, "SIGNALS_BATCH_SIZE", MAX_BATCH)), MAX_BATCH))
+
+
+def send_lanes() -> int:
+    """Send runs per import. Lanes need the advisory locks that tell a dead run from a
+    live one, so SQLite (development, one worker) keeps one."""
+    if connection.vendor != "postgresql":
+        return 1
+    return max(1, min(int(getattr(settings, "SIGNALS_SEND_LANES", 2)), MAX_LANES))
 
 
 def batch_ranges(
@@ -297,10 +318,24 @@ def batch_ranges(
 # --- the task body -------------------------------------------------------------------------
 
 
-def import_send_run(*, import_id: int, client: SignalsClient | None = None) -> None:
-    """Send the import's PENDING batches in order. Safe to run again at any time: batches
-    already final are never resent, one found IN_FLIGHT becomes UNKNOWN."""
-    with _run_lock(import_id):
+def import_send_run(
+    *, import_id: int, lane: int | None = None, client: SignalsClient | None = None
+) -> None:
+    """Send the PENDING batches of one lane of the import (every lane in turn when `lane`
+    is None), in order. Safe to run again at any time: batches already final are never
+    resent; one found IN_FLIGHT in a lane whose run is gone becomes UNKNOWN."""
+    lanes = [lane] if lane is not None else _lanes_of(import_id)
+    for each in lanes:
+        _run_lane(import_id, each, client)
+
+
+def _lanes_of(import_id: int) -> list[int]:
+    lanes = ImportBatch.objects.filter(signal_import_id=import_id).values_list("lane", flat=True)
+    return sorted(set(lanes)) or [0]
+
+
+def _run_lane(import_id: int, lane: int, client: SignalsClient | None) -> None:
+    with _run_lock(import_id, lane):
         signal_import = (
             SignalImport.objects.select_related("app_key__account", "promoted_from")
             .filter(pk=import_id)
@@ -308,40 +343,66 @@ def import_send_run(*, import_id: int, client: SignalsClient | None = None) -> N
         )
         if signal_import is None or signal_import.status != ImportStatus.SENDING:
             return  # finished, cancelled or gone: a late duplicate of the task
-        stale = ImportBatch.objects.filter(
-            signal_import_id=import_id, state=BatchState.IN_FLIGHT
-        ).update(
-            state=BatchState.UNKNOWN,
-            finished_at=timezone.now(),
-            error="The worker stopped during this call: Connect may have taken the batch. "
-            "It is not resent by itself; check it, then resend it if it is missing.",
-        )
-        if stale:
-            audit(action="batch.unknown_after_restart", signal_import=signal_import, batches=stale)
+        _settle_orphans(signal_import, lane)  # this lane's lock is ours: none is on its way
         update_counters(import_id=import_id)
         own_client = client is None
         sender: SignalsClient = client or connect_client_for(signal_import)
+        lane_batches = ImportBatch.objects.filter(signal_import_id=import_id, lane=lane)
         try:
             while True:
                 if _cancel_requested(import_id):
                     _finish(import_id, ImportStatus.CANCELLED)
                     return
-                pending = list(
-                    ImportBatch.objects.filter(
-                        signal_import_id=import_id, state=BatchState.PENDING
-                    ).order_by("number")
-                )
+                pending = list(lane_batches.filter(state=BatchState.PENDING).order_by("number"))
                 if pending:
                     _send_batches(signal_import, pending, sender)
                     continue
                 if _finish(import_id, ImportStatus.COMPLETED):
                     return
+                if not lane_batches.filter(state=BatchState.PENDING).exists():
+                    return  # the other lanes' runs finish the import
         except Exception as exc:
             _give_up(import_id, exc)
             raise
         finally:
             if own_client:
                 sender.close()
+
+
+_ORPHAN_ERROR = (
+    "The worker stopped during this call: Connect may have taken the batch. "
+    "It is not resent by itself; check it, then resend it if it is missing."
+)
+
+
+def _settle_orphans(signal_import: SignalImport, lane: int) -> int:
+    """Mark the lane's IN_FLIGHT batches UNKNOWN; the caller holds the lane's lock, so
+    no run of this lane is sending them."""
+    stale = ImportBatch.objects.filter(
+        signal_import_id=signal_import.pk, lane=lane, state=BatchState.IN_FLIGHT
+    ).update(state=BatchState.UNKNOWN, finished_at=timezone.now(), error=_ORPHAN_ERROR)
+    if stale:
+        audit(
+            action="batch.unknown_after_restart",
+            signal_import=signal_import,
+            batches=stale,
+            lane=lane,
+        )
+    return stale
+
+
+def _settle_dead_lanes(signal_import: SignalImport) -> None:
+    """The other lanes' orphans: IN_FLIGHT batches of a lane whose run is gone (its lock
+    free — taken here for the moment of the update, so no new run claims meanwhile)."""
+    lanes = (
+        ImportBatch.objects.filter(signal_import_id=signal_import.pk, state=BatchState.IN_FLIGHT)
+        .values_list("lane", flat=True)
+        .distinct()
+    )
+    for lane in list(lanes):
+        with _try_run_lock(signal_import.pk, lane) as acquired:
+            if acquired:
+                _settle_orphans(signal_import, lane)
 
 
 def connect_client_for(signal_import: SignalImport) -> ConnectClient:
@@ -353,21 +414,43 @@ def connect_client_for(signal_import: SignalImport) -> ConnectClient:
     )
 
 
+def _lock_key(import_id: int, lane: int) -> list[int]:
+    return [_LOCK_NAMESPACE + lane, import_id]
+
+
 @contextlib.contextmanager
-def _run_lock(import_id: int) -> Iterator[None]:
-    """One run per import at a time (a redelivered task, a resend's extra task). On
-    PostgreSQL a session advisory lock, freed by the server if the worker dies; SQLite is
-    for development with one worker, so it goes without."""
+def _run_lock(import_id: int, lane: int) -> Iterator[None]:
+    """One run per lane of an import at a time (a redelivered task, a resend's extra
+    task). On PostgreSQL a session advisory lock, freed by the server if the worker dies;
+    SQLite is for development with one worker and one lane, so it goes without."""
     if connection.vendor != "postgresql":
         yield
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, import_id])
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", _lock_key(import_id, lane))
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, import_id])
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", _lock_key(import_id, lane))
+
+
+@contextlib.contextmanager
+def _try_run_lock(import_id: int, lane: int) -> Iterator[bool]:
+    """The lane's lock if no run holds it (True), else nothing (False). On SQLite, with
+    no locks, True: there a single worker runs one thing at a time."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", _lock_key(import_id, lane))
+        acquired = bool(cursor.fetchone()[0])
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", _lock_key(import_id, lane))
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,6 +685,7 @@ def _cancel_requested(import_id: int) -> bool:
 def _finish(import_id: int, status: str) -> bool:
     """Close the send run; False (and nothing done) when a batch is still to be sent,
     for instance one that ops resent meanwhile."""
+    _settle_dead_lanes(SignalImport(pk=import_id))
     with transaction.atomic():
         signal_import = SignalImport.objects.select_for_update().get(pk=import_id)
         if signal_import.status != ImportStatus.SENDING:
@@ -757,26 +841,28 @@ def batch_resend(*, batch: ImportBatch, user: User, reason: str = "") -> ImportB
         signal_import.error_message = ""
         signal_import.save(update_fields=["status", "send_finished_at", "error_message"])
         update_counters(import_id=signal_import.pk)
-        # Always enqueue: a run already going picks the batch up before it finishes (see
-        # _finish); the extra task then waits on the run lock and finds nothing to do.
-        import_id = signal_import.pk
-        transaction.on_commit(lambda: send_import.delay(import_id))
+        # Always enqueue: a run of its lane already going picks the batch up before it
+        # finishes (see _run_lane); the extra task then waits on the lane's lock and finds
+        # nothing to do.
+        transaction.on_commit(functools.partial(send_import.delay, signal_import.pk, locked.lane))
     return locked
 
 
 # --- stalled sends -------------------------------------------------------------------------
 
 
-def resume_stalled_sends(*, now: datetime | None = None) -> list[int]:
-    """Enqueue the send again for imports in SENDING whose run has shown no life (no batch
+def resume_stalled_sends(*, now: datetime | None = None) -> list[tuple[int, int]]:
+    """Enqueue the send again for imports in SENDING whose runs have shown no life (no batch
     finished, no retry waited) for SIGNALS_SEND_STALLED_MINUTES: their worker died, and its
     unacknowledged task would only come back after the broker's visibility timeout.
 
-    Safe with a live run: on PostgreSQL an import whose run still holds its advisory lock
-    is left alone, and the run itself is safe to start twice (the lock, then each batch
-    claimed PENDING -> IN_FLIGHT conditionally). Each resume moves the heartbeat, so a
-    resumed run that waits in the queue is not enqueued again every minute. Returns the
-    ids enqueued.
+    Per lane: a lane with batches still to send (or orphaned IN_FLIGHT) whose run holds
+    no lock is enqueued; on PostgreSQL a lane whose run still holds its advisory lock is
+    left alone, and a run is safe to start twice anyway (the lock, then each batch
+    claimed PENDING -> IN_FLIGHT conditionally). An import with nothing left in any lane
+    but still SENDING (its run died while closing) gets lane 0, which closes it. Each
+    resume moves the heartbeat, so a resumed run that waits in the queue is not enqueued
+    again every minute. Returns the (import id, lane) pairs enqueued.
     """
     from signals_app.tasks import send_import  # the tasks module imports this one
 
@@ -785,32 +871,40 @@ def resume_stalled_sends(*, now: datetime | None = None) -> list[int]:
     stalled = Q(status=ImportStatus.SENDING) & (
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, send_started_at__lt=cutoff)
     )
-    resumed: list[int] = []
+    resumed: list[tuple[int, int]] = []
     for import_id in SignalImport.objects.filter(stalled).values_list("pk", flat=True):
-        if _run_alive(import_id):
+        open_lanes = sorted(
+            set(
+                ImportBatch.objects.filter(
+                    signal_import_id=import_id,
+                    state__in=(BatchState.PENDING, BatchState.IN_FLIGHT),
+                ).values_list("lane", flat=True)
+            )
+        )
+        if not open_lanes and any(_run_alive(import_id, lane) for lane in _lanes_of(import_id)):
+            continue
+        lanes = [lane for lane in open_lanes or [0] if not _run_alive(import_id, lane)]
+        if not lanes:
             continue
         with transaction.atomic():
             # Claimed by moving the heartbeat: two sweeps at once enqueue it once.
             if not SignalImport.objects.filter(stalled, pk=import_id).update(heartbeat_at=now):
                 continue
-            audit(action="import.send_resumed", signal_import=SignalImport(pk=import_id))
-            transaction.on_commit(functools.partial(send_import.delay, import_id))
-        resumed.append(import_id)
-        log.warning("import %s: its send had stalled; enqueued again", import_id)
+            audit(
+                action="import.send_resumed", signal_import=SignalImport(pk=import_id), lanes=lanes
+            )
+            for lane in lanes:
+                transaction.on_commit(functools.partial(send_import.delay, import_id, lane))
+        resumed.extend((import_id, lane) for lane in lanes)
+        log.warning("import %s: its send had stalled; lanes %s enqueued again", import_id, lanes)
     return resumed
 
 
-def _run_alive(import_id: int) -> bool:
-    """Whether a send run holds the import's advisory lock (PostgreSQL; False elsewhere).
+def _run_alive(import_id: int, lane: int) -> bool:
+    """Whether a send run holds the lane's advisory lock (PostgreSQL; False elsewhere).
     A worker killed with SIGKILL loses its session, and with it the lock."""
-    if connection.vendor != "postgresql":
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, import_id])
-        acquired = cursor.fetchone()[0]
-        if acquired:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, import_id])
-    return not acquired
+    with _try_run_lock(import_id, lane) as acquired:
+        return not acquired
 
 
 # --- signalIds per signal ----------------------------------------------------------------

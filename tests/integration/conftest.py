@@ -29,18 +29,22 @@ READY_TIMEOUT = 60.0
 
 
 class Workers:
-    """Celery worker processes on one private queue, one at a time; each in its own
-    process group so a kill takes its pool child too."""
+    """Celery worker processes on one private queue; each in its own process group so a
+    kill takes its pool child too."""
 
     def __init__(self, env: dict[str, str], queue: str, logs: Path) -> None:
         self.env = env
         self.queue = queue
         self.logs = logs
-        self.current: subprocess.Popen[bytes] | None = None
+        self.running: list[subprocess.Popen[bytes]] = []
         self.started = 0
 
-    def start(self) -> subprocess.Popen[bytes]:
-        assert self.current is None or self.current.poll() is not None
+    def start(self, count: int = 1) -> None:
+        """Start `count` more worker processes and wait until each is ready."""
+        for _ in range(count):
+            self._start_one()
+
+    def _start_one(self) -> None:
         self.started += 1
         log = self.logs / f"worker-{self.started}.log"
         command = [
@@ -49,7 +53,7 @@ class Workers:
             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
         ]  # fmt: skip
         with log.open("wb") as out:
-            self.current = subprocess.Popen(
+            process = subprocess.Popen(
                 command,
                 cwd=django_settings.BASE_DIR,
                 env=self.env,
@@ -58,31 +62,32 @@ class Workers:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.running.append(process)
         deadline = time.monotonic() + READY_TIMEOUT
         while b" ready." not in log.read_bytes():
-            if self.current.poll() is not None:
-                pytest.fail(f"worker exited ({self.current.returncode}):\n{self.log_text()}")
+            if process.poll() is not None:
+                pytest.fail(f"worker exited ({process.returncode}):\n{self.log_text()}")
             if time.monotonic() > deadline:
                 pytest.fail(f"worker not ready after {READY_TIMEOUT:g} s:\n{self.log_text()}")
             time.sleep(0.1)
-        return self.current
 
     def kill(self) -> None:
-        """SIGKILL the worker and its pool: no clean-up, no acknowledgement."""
-        if self.current is not None:
+        """SIGKILL every worker and its pool: no clean-up, no acknowledgement."""
+        for process in self.running:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.current.pid, signal.SIGKILL)
-            self.current.wait(timeout=10)
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        self.running = []
 
     def stop(self) -> None:
-        if self.current is None or self.current.poll() is not None:
-            self.kill()
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.current.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.current.wait(timeout=15)
-        self.kill()  # whatever is left of the group
+        for process in self.running:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        for process in self.running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=15)
+        self.kill()  # whatever is left of the groups
 
     def log_text(self) -> str:
         return "\n".join(

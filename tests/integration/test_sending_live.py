@@ -145,31 +145,35 @@ def test_an_import_completes_through_503s_and_429s(
     assert max(ImportBatch.objects.values_list("attempts", flat=True)) > 1
 
 
-def test_killing_the_worker_mid_import_loses_nothing_and_sends_nothing_twice(
+def test_killing_the_workers_mid_import_ten_times_loses_nothing_and_sends_nothing_twice(
     workers: Workers, sandbox: Sandbox, imports_dir: Path, settings: Any
 ) -> None:
+    """Two workers send the import's two lanes; ten times, both are SIGKILLed while a
+    batch is on its way, and two new ones take over from the ledger."""
     settings.SIGNALS_BATCH_SIZE = 50
-    total = 4000
+    settings.SIGNALS_SEND_LANES = 2
+    total = 12000
     signal_import = make_import(imports_dir, sandbox, total=total, rejected=set())
-    sandbox.faults(latency_ms=40)  # about 80 batches × 40 ms: time to kill it mid-way
-    workers.start()
+    sandbox.faults(latency_ms=40)  # 240 batches × 40 ms over two lanes: time for ten kills
+    workers.start(2)
     sending.import_send(signal_import=signal_import, user=signal_import.created_by)
+    assert sorted(set(signal_import.batches.values_list("lane", flat=True))) == [0, 1]
     kills = 0
-    deadline = time.monotonic() + 120
-    while kills < 5 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 240
+    while kills < 10 and time.monotonic() < deadline:
         before = Counter(signal_import.batches.values_list("state", flat=True))
-        # Kill while a batch is being sent, once the task has made some progress.
+        # Kill while a batch is being sent, once the tasks have made some progress.
         if before.get(BatchState.IN_FLIGHT) and before.get(BatchState.PENDING):
-            time.sleep(0.3)
+            time.sleep(0.2)
             workers.kill()
             kills += 1
-            workers.start()
+            workers.start(2)
         signal_import.refresh_from_db()
         if signal_import.status != ImportStatus.SENDING:
             break
         time.sleep(0.05)
-    assert kills >= 3, "the import ended before it could be killed three times"
-    signal_import = wait_done(signal_import, workers, 120)
+    assert kills == 10, f"the import ended after {kills} kills"
+    signal_import = wait_done(signal_import, workers, 180)
     assert signal_import.status == ImportStatus.COMPLETED
     assert not signal_import.batches.filter(state__in=["pending", "in_flight"]).exists()
     check_against_ledger(signal_import, sandbox, list(range(total)))
