@@ -275,13 +275,39 @@ def batches(signal_import: SignalImport) -> list[ImportBatch]:
     return list(signal_import.batches.order_by("number"))
 
 
+def as_sent(signal: dict[str, Any]) -> Any:
+    """The signal as the createSignals request carries it (its content may be raw text)."""
+    return orjson.loads(ConnectClient.body([signal]))["variables"]["signals"][0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"appKey": "a", "identifiableAttributes": {"email": "x@example.com", "odd": 1,'
+        b' "cookieId": null}, "sessionId": "S", "test": false, "extra": [1, {"b": 2}],'
+        b' "signalContent": {"signalType": "order", "orderValue": 1.50, "name": "\\u00e9t\\u00e9"}}',
+        b'{"signal": {"sessionId": 7, "signalContent": {"signalType": "pageView"}}, "note": 1}',
+        b'{"appKey": null, "identifiableAttributes": "nope", "signalContent": null}',
+        b'{"signalContent": {"signalType": "order"}, "signal": {"appKey": "ignored"}}',
+        b'  {"identifiableAttributes": {"email": "y@example.com"}, "signalContent": {}}  ',
+    ],
+)
+def test_a_record_read_as_text_is_sent_as_its_parsed_value_would_be(text: bytes) -> None:
+    from signals_app.validation.readers import Record
+
+    record = Record(index=0, line=1, raw=text, value=None)
+    from_text = sending._sendable_record(record, app_key="own", test=True)
+    from_value = sending.sendable(sending.unwrap(orjson.loads(text))[0], app_key="own", test=True)
+    assert as_sent(from_text) == as_sent(from_value)
+
+
 def test_valid_signals_are_read_with_the_imports_mode_and_app_key(
     imports_dir: Path, marketer: User
 ) -> None:
     signal_import = validated_import(imports_dir, marketer, wrapped=True)
     signals = list(sending.iter_valid_signals(signal_import))
     assert [i for i, _ in signals] == [n for n in range(TOTAL) if n not in REJECTED]
-    first = signals[0][1]
+    first = as_sent(signals[0][1])
     assert first == {
         "appKey": "own-app-key",
         "identifiableAttributes": {"email": "c0@example.com"},

@@ -42,6 +42,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
 import orjson
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -110,9 +111,48 @@ def iter_valid_signals(
 
 
 def _sendable_record(record: Record, *, app_key: str, test: bool) -> dict[str, Any]:
+    if record.raw is not None:
+        sent = _sendable_raw(record.raw, app_key=app_key, test=test)
+        if sent is not None:
+            return sent
     value = orjson.loads(record.raw) if record.raw is not None else record.value
     envelope, _outside = unwrap(value)
     return sendable(envelope, app_key=app_key, test=test)
+
+
+class _RawEnvelope(msgspec.Struct):
+    """What createSignals takes of a record's text, decoded in C: signalContent is kept as
+    the file's own bytes (msgspec.Raw, written into the request as they are), the few
+    envelope fields are decoded, everything else is skipped."""
+
+    appKey: Any = None
+    identifiableAttributes: Any = None
+    sessionId: Any = None
+    signalContent: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    signal: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # the file-import wrapper
+
+
+_raw_envelope = msgspec.json.Decoder(_RawEnvelope)
+
+
+def _sendable_raw(raw: bytes, *, app_key: str, test: bool) -> dict[str, Any] | None:
+    """As sendable(), from a record's JSON text; None when the text is not an envelope
+    (the caller then takes the general path — a valid signal always is one)."""
+    try:
+        envelope = _raw_envelope.decode(raw)
+        if envelope.signalContent is msgspec.UNSET and envelope.signal is not msgspec.UNSET:
+            envelope = _raw_envelope.decode(envelope.signal)  # as engine.unwrap does
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    content = envelope.signalContent
+    return _signal(
+        file_app_key=envelope.appKey,
+        attributes=envelope.identifiableAttributes,
+        session=envelope.sessionId,
+        content=None if content is msgspec.UNSET else content,
+        app_key=app_key,
+        test=test,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,20 +201,31 @@ def sendable(envelope: dict[str, Any], *, app_key: str, test: bool) -> dict[str,
     the validator only warned about (unknown fields, a sessionId that is no string) is
     left out here — Connect would drop it anyway, but GraphQL would refuse the whole batch.
     The import's mode decides `test` on every signal (SPEC §6)."""
-    attributes = envelope.get("identifiableAttributes")
+    return _signal(
+        file_app_key=envelope.get("appKey"),
+        attributes=envelope.get("identifiableAttributes"),
+        session=envelope.get("sessionId"),
+        content=envelope.get("signalContent"),
+        app_key=app_key,
+        test=test,
+    )
+
+
+def _signal(
+    *, file_app_key: Any, attributes: Any, session: Any, content: Any, app_key: str, test: bool
+) -> dict[str, Any]:
     signal: dict[str, Any] = {
-        "appKey": envelope["appKey"] if envelope.get("appKey") is not None else app_key,
+        "appKey": file_app_key if file_app_key is not None else app_key,
         "identifiableAttributes": {
             key: value
             for key, value in (attributes.items() if isinstance(attributes, dict) else ())
             if key in _IDENTITY_KEYS and value is not None
         },
     }
-    session = envelope.get("sessionId")
     if isinstance(session, str):
         signal["sessionId"] = session
     signal["test"] = test
-    signal["signalContent"] = envelope.get("signalContent")
+    signal["signalContent"] = content
     return signal
 
 
