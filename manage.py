@@ -4,8 +4,26 @@
 import os
 import sys
 
+# Django's own options: with any of them, validate_signals goes through Django too.
+_DJANGO_OPTIONS = ("--settings", "--pythonpath", "--traceback", "--verbosity", "-v")
+
 
 def main() -> None:
+    if sys.argv[1:2] == ["validate_signals"] and not any(
+        arg.startswith(_DJANGO_OPTIONS) for arg in sys.argv[2:]
+    ):
+        # The validator judges a file alone and never consults the database (SPEC §2), so
+        # it runs without starting Django, which would cost more than checking a small
+        # file does. The Django command of the same name gives the same results.
+        from connectadmin.env import SettingError, gzip_max_inflated_bytes
+        from signals_app.validation import cli
+
+        try:
+            cap = gzip_max_inflated_bytes()
+        except SettingError as exc:
+            sys.exit(f"connectadmin: {exc}")
+        sys.exit(cli.main(sys.argv[2:], max_inflated_bytes=cap))
+
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectadmin.settings")
     from django.core.management import execute_from_command_line
 

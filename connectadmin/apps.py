@@ -6,4 +6,5 @@ class ConnectadminConfig(AppConfig):
     verbose_name = "Connect accounts"
 
     def ready(self) -> None:
-        from connectadmin import checks  # noqa: F401  (registers the deploy checks)
+        # The deploy checks register themselves; shared tasks bind to this Celery app.
+        from connectadmin import celery, checks  # noqa: F401

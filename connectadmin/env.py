@@ -49,3 +49,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def gzip_max_inflated_bytes() -> int:
+    """SIGNALS_GZIP_MAX_INFLATED_BYTES: the most a gzip file may inflate to (4 GiB)."""
+    return env_int("SIGNALS_GZIP_MAX_INFLATED_BYTES", 4 * 1024**3, minimum=1024)

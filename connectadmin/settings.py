@@ -11,7 +11,14 @@ from pathlib import Path
 import dj_database_url
 import django_stubs_ext
 
-from connectadmin.env import SettingError, env_bool, env_int, env_list, env_str
+from connectadmin.env import (
+    SettingError,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    gzip_max_inflated_bytes,
+)
 from connectadmin.secrets import validate_keys
 
 # Lets classes such as ModelForm[Model] be subscripted at run time, as the type hints do.
@@ -185,9 +192,7 @@ CONNECT_TIMEOUTS = {
 }
 
 # Validation of uploaded and CLI files.
-SIGNALS_GZIP_MAX_INFLATED_BYTES = env_int(
-    "SIGNALS_GZIP_MAX_INFLATED_BYTES", 4 * 1024**3, minimum=1024
-)
+SIGNALS_GZIP_MAX_INFLATED_BYTES = gzip_max_inflated_bytes()
 
 LOGGING = {
     "version": 1,

@@ -253,6 +253,35 @@ def test_a_process_refuses_a_gzip_that_inflates_past_the_cap(tmp_path: Path) -> 
     assert "100000" in result.stderr.replace(",", "")
 
 
+@pytest.mark.parametrize("report", ["ndjson", "text"])
+def test_manage_py_runs_the_validator_without_django_with_the_same_results(
+    tmp_path: Path, report: str
+) -> None:
+    """manage.py takes a short way for validate_signals (no Django start-up); a Django
+    option (--verbosity) sends it through Django's command: both say the same."""
+    path = write_ndjson(tmp_path / "s.ndjson", [order(), order(currency="usd"), {"x": 1}])
+    fast = run_process(str(path), "--report", report)
+    through_django = run_process(str(path), "--report", report, "--verbosity", "1")
+    assert fast.returncode == through_django.returncode == 1
+    assert fast.stdout == through_django.stdout
+    assert "django" not in fast.stderr.lower()
+    unreadable = tmp_path / "garbage.json"
+    unreadable.write_bytes(b"\x00\xff[")
+    fast, through_django = (
+        run_process(str(unreadable), *extra) for extra in ((), ("--verbosity", "1"))
+    )
+    assert fast.returncode == through_django.returncode == 2
+    assert (fast.stdout, fast.stderr) == (through_django.stdout, through_django.stderr)
+
+
+def test_a_bad_setting_stops_the_short_way_too(tmp_path: Path) -> None:
+    path = write_ndjson(tmp_path / "s.ndjson", [order()])
+    result = run_process(str(path), env={"SIGNALS_GZIP_MAX_INFLATED_BYTES": "lots"})
+    assert result.returncode != 0
+    assert "SIGNALS_GZIP_MAX_INFLATED_BYTES='lots' is not a whole number" in result.stderr
+    assert result.stdout == ""
+
+
 def test_parallel_ndjson_gives_the_same_findings_as_one_pass(tmp_path: Path) -> None:
     records: list[Any] = []
     for i in range(3000):

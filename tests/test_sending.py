@@ -285,7 +285,8 @@ def as_sent(signal: dict[str, Any]) -> Any:
     [
         b'{"appKey": "a", "identifiableAttributes": {"email": "x@example.com", "odd": 1,'
         b' "cookieId": null}, "sessionId": "S", "test": false, "extra": [1, {"b": 2}],'
-        b' "signalContent": {"signalType": "order", "orderValue": 1.50, "name": "\\u00e9t\\u00e9"}}',
+        b' "signalContent": {"signalType": "order", "orderValue": 1.50,'
+        b' "name": "\\u00e9t\\u00e9"}}',
         b'{"signal": {"sessionId": 7, "signalContent": {"signalType": "pageView"}}, "note": 1}',
         b'{"appKey": null, "identifiableAttributes": "nope", "signalContent": null}',
         b'{"signalContent": {"signalType": "order"}, "signal": {"appKey": "ignored"}}',
@@ -832,8 +833,13 @@ def test_two_lanes_send_at_once_and_every_signal_goes_once(
 
     def run(lane: int) -> None:
         client = clients[lane]
+
         # Each lane's first call waits for the other's: both are in flight at once.
-        client.on_call = lambda calls: together.wait() if calls == 1 else None
+        def meet_the_other_lane(calls: int) -> None:
+            if calls == 1:
+                together.wait()
+
+        client.on_call = meet_the_other_lane
         try:
             sending.import_send_run(import_id=signal_import.pk, lane=lane, client=client)
         except BaseException as exc:
