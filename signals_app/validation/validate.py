@@ -471,27 +471,18 @@ def _split_points(path: Path, parts: int) -> list[int]:
 
 
 def _line_blocks(path: str, start: int, end: int, max_line: int) -> Iterator[list[bytes]]:
-    """The lines of bytes [start, end) without their newline, a block at a time; raises
-    _Unfit for a line longer than `max_line` (the single pass then says what it says)."""
-    with open(path, "rb", buffering=0) as f:
-        f.seek(start)
-        remaining = end - start
-        carry = b""
-        while remaining > 0:
-            block = f.read(min(_BLOCK_BYTES, remaining))
-            if not block:
-                break
-            remaining -= len(block)
-            lines = block.split(b"\n")
-            if carry:
-                lines[0] = carry + lines[0]
-            carry = lines.pop()
-            if len(carry) > max_line or (lines and max(map(len, lines)) > max_line):
+    """The lines of bytes [start, end), each with its newline (but perhaps the last), a
+    block at a time; raises _Unfit for a line longer than `max_line` without its newline
+    (the single pass then says what it says). Lines are cut by BufferedReader's readline,
+    in C with memchr: bytes.split would look at every byte in a loop of its own."""
+    with open(path, "rb", buffering=0) as raw:
+        lines_of = io.BufferedReader(_Window(raw, start, end), _BLOCK_BYTES).readlines
+        while lines := lines_of(_BLOCK_BYTES):
+            if max(map(len, lines)) > max_line and any(
+                len(line.removesuffix(b"\n")) > max_line for line in lines
+            ):
                 raise _Unfit
-            if lines:
-                yield lines
-        if carry:
-            yield [carry]
+            yield lines
 
 
 # --- NDJSON ------------------------------------------------------------------------------
