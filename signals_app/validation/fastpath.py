@@ -107,7 +107,9 @@ def _struct(name: str, fields: Any, **options: Any) -> type[Struct]:
             members.append((field_name, value_type))
         else:
             members.append((field_name, value_type | UnsetType, UNSET))
-    return msgspec.defstruct(name, members, forbid_unknown_fields=True, kw_only=True, **options)
+    return msgspec.defstruct(
+        name, members, forbid_unknown_fields=True, kw_only=True, gc=False, **options
+    )
 
 
 _ELEMENT_FIELDS = {Kind.ITEMS: ITEM_FIELDS, Kind.CUSTOM_ATTRIBUTES: CUSTOM_ATTRIBUTE_FIELDS}
@@ -212,9 +214,10 @@ def _decoders(tier: Tier) -> tuple[Any, Any, Any, Any]:
             ("test", bool | UnsetType, UNSET),
         ],
         forbid_unknown_fields=True,
+        gc=False,
     )
     wrapper = msgspec.defstruct(
-        f"Wrapper_{tier}", [("signal", envelope)], forbid_unknown_fields=True
+        f"Wrapper_{tier}", [("signal", envelope)], forbid_unknown_fields=True, gc=False
     )
     return (
         msgspec.json.Decoder(envelope),
@@ -238,7 +241,7 @@ class FastPath:
         self._envelope_decoder, self._wrapper_decoder, self._envelope, self._wrapper = _decoders(
             tier
         )
-        self._default_app_key = bool(default_app_key)
+        self._post_check = _envelope_check(default_app_key=bool(default_app_key))
         self.prefer_wrapper = False
 
     def check_json(self, raw: bytes) -> Clean | None:
@@ -256,6 +259,25 @@ class FastPath:
         CLEAN_CONTACT_KEY_ONLY (clean, identified by a contactKey alone)."""
         envelope = self._decode_json(raw)
         return NOT_SURE if envelope is None else self._post_check(envelope)
+
+    def json_classifier(self) -> Callable[[bytes], int]:
+        """classify_json as one plain function, for the hot loop (made again when
+        prefer_wrapper changes)."""
+        decode = (
+            self._wrapper_decoder.decode if self.prefer_wrapper else self._envelope_decoder.decode
+        )
+        wrapped = self.prefer_wrapper
+        check = self._post_check
+        refused = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+
+        def classify(raw: bytes) -> int:
+            try:
+                envelope = decode(raw)
+            except refused:
+                return NOT_SURE
+            return check(envelope.signal if wrapped else envelope)
+
+        return classify
 
     def classify_value(self, value: Any) -> int:
         """check_value as a number (see classify_json)."""
@@ -286,12 +308,18 @@ class FastPath:
             return None
         return _CONTENT_PLANS[type(envelope.signalContent)][0], code == CLEAN_CONTACT_KEY_ONLY
 
-    def _post_check(self, envelope: Any) -> int:
-        """What depends on the run (the default app key) or on several members: exactly one
-        identifiable attribute, checked by library (e-mail, phone)."""
+
+def _envelope_check(*, default_app_key: bool) -> Callable[[Any], int]:
+    """What depends on the run (the default app key) or on several members: exactly one
+    identifiable attribute, checked by library (e-mail, phone). A closure, its look-ups
+    bound once: it runs for every signal."""
+    identity_problem = _IDENTITY_PROBLEM
+    plans = _CONTENT_PLANS
+
+    def check(envelope: Any) -> int:
         app_key = envelope.appKey
         if app_key is UNSET:
-            if not self._default_app_key:
+            if not default_app_key:
                 return NOT_SURE
         elif app_key.isspace():
             return NOT_SURE
@@ -299,10 +327,12 @@ class FastPath:
         if len(ids) != 1:
             return NOT_SURE  # none is an error, several are ambiguous: the engine says which
         kind, value = ids.popitem()  # the dict is ours; popitem avoids an iterator
-        if _IDENTITY_PROBLEM[kind](value):
+        if identity_problem[kind](value):
             return NOT_SURE
         content = envelope.signalContent
-        unfit = _CONTENT_PLANS[type(content)][1]
+        unfit = plans[type(content)][1]
         if unfit is not None and unfit(content):
             return NOT_SURE
         return CLEAN_CONTACT_KEY_ONLY if kind == "contactKey" else CLEAN
+
+    return check

@@ -497,14 +497,15 @@ def _validate_ndjson_part(
     # The hot loop: the fast path classifies a whole block of lines (one call per line,
     # counted in C); only the lines it does not call clean (blank ones among them) take
     # a Python step each, to the engine.
-    classify = judge.fast.classify_json
+    fast = judge.fast
     clean = clean_contact_key_only = 0
     line_no = signals = 0  # before the block
     try:
         for lines in _line_blocks(path, start, end, max_record_bytes):
             if line_no == 0 and start == 0:
                 lines[0] = lines[0].removeprefix(BOM)
-            codes = list(map(classify, lines))
+            # A classifier per block: the engine may switch the fast path to wrappers.
+            codes = list(map(fast.json_classifier(), lines))
             clean += codes.count(CLEAN)
             contact_key_only = codes.count(CLEAN_CONTACT_KEY_ONLY)
             clean += contact_key_only
