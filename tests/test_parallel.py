@@ -109,12 +109,17 @@ def test_ndjson_parts_give_the_single_pass_report(
     lines.insert(900, b"")
     lines.insert(1001, b"   ")
     lines.insert(1500, b"{broken")
+    # Lone surrogate escapes: JSON's grammar takes them, no text holds them.
+    lines.insert(1700, b'{"appKey": "k", "signalContent": {"signalTimestamp": "\\ud800"}}')
+    lines.insert(1800, b'{"identifiableAttributes": {"email": "\\udc00@example.com"}}')
     path = tmp_path / "signals.ndjson"
     path.write_bytes(BOM + newline.join(lines) + newline)
     findings, summary, error = assert_same(path)
     assert error is None and summary is not None
-    assert summary.signals == 2001 and summary.rejected > 100
+    assert summary.signals == 2003 and summary.rejected > 100
     assert {f["line"] for f in findings} >= {1501}
+    surrogates = [f for f in findings if "lone UTF-16 surrogate" in f["message"]]
+    assert [(f["line"], f["code"]) for f in surrogates] == [(1701, "syntax"), (1801, "syntax")]
     assert went_parallel and all(went_parallel)
 
 

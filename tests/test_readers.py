@@ -142,6 +142,33 @@ def test_it_keeps_a_broken_ndjson_line_for_the_engine(tmp_path: Path) -> None:
     assert [record.raw for record in records] == [b'{"appKey": "a", oops', data.split(b"\n")[1]]
 
 
+def test_broken_first_lines_followed_by_objects_are_ndjson(tmp_path: Path) -> None:
+    line = json.dumps(ENVELOPE).encode()
+    data = b'{"appKey": "a", oops\n{"appKey": }\n' + line + b"\n"
+    signal_file, records = read_all(write(tmp_path, data))
+    assert signal_file.format == "ndjson"
+    assert len(records) == 3
+
+
+def test_a_whole_first_object_that_orjson_refuses_starts_ndjson(tmp_path: Path) -> None:
+    # A lone surrogate escape (no character; the engine refuses the record) on line 1.
+    data = b'{"appKey": "\\ud800"}\n{"appKey": "\\udfff"}\n' + json.dumps(ENVELOPE).encode()
+    signal_file, records = read_all(write(tmp_path, data))
+    assert signal_file.format == "ndjson"
+    assert len(records) == 3
+
+
+def test_a_signals_document_with_one_signal_per_line_is_not_ndjson(tmp_path: Path) -> None:
+    # Its second line is a whole object: the first line, which opens a document, decides.
+    line = json.dumps(ENVELOPE).encode()
+    data = b'{"signals": [\n' + line + b",\n" + line + b"\n]}\n"
+    signal_file, records = read_all(write(tmp_path, data))
+    assert signal_file.format == "json-signals"
+    assert [record.value for record in records] == [ENVELOPE, ENVELOPE]
+    single = b'{"signals": [\n' + line + b"\n]}\n"
+    assert read_all(write(tmp_path, single, name="one"))[0].format == "json-signals"
+
+
 def test_it_reads_a_single_compact_envelope_as_one_ndjson_line(tmp_path: Path) -> None:
     signal_file, records = read_all(write(tmp_path, json.dumps(ENVELOPE).encode()))
     assert signal_file.format == "ndjson"

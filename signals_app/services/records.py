@@ -11,6 +11,7 @@ import orjson
 
 from signals_app.validation.readers import Record
 from signals_app.validation.schema import TIERS, Tier
+from signals_app.validation.validate import parse_json
 
 
 def validation_tier(value: str) -> Tier:
@@ -31,12 +32,9 @@ def loads(text: bytes | str) -> Any:
     """JSON text as Python objects, objects keeping their keys in the text's order;
     NOT_PARSED when it is not JSON."""
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        try:  # integers beyond 64 bits are JSON too
-            return json.loads(text)
-        except (ValueError, UnicodeDecodeError):
-            return NOT_PARSED
+        return parse_json(text)
+    except ValueError:  # UnicodeDecodeError is one too
+        return NOT_PARSED
 
 
 def dumps(value: Any) -> bytes:

@@ -368,11 +368,19 @@ class SignalFile:
         """NDJSON, or a JSON document whose first key decides between json-signals and
         json-single (see the module docstring)."""
         lines, too_long = self._first_lines()
-        first = _json_object(lines[0]) if lines else None
-        if first is None and len(lines) > 1 and _json_object(lines[1]) is not None:
-            return "ndjson"
+        first = _json_object(lines[0]) if lines and not too_long else None
         if first is not None and next(iter(first), None) != "signals":
             return "ndjson"
+        if first is None and lines and not too_long:
+            layout = _first_line_layout(lines[0])
+            # A first line holding a whole object that orjson refuses (a huge integer, a
+            # lone surrogate escape) starts NDJSON; so does a broken first line followed
+            # by lines that are objects. A first line that opens a document without
+            # closing it ({"signals": [, or pretty-printed JSON) starts a JSON document.
+            if layout == _WHOLE or (
+                layout == _BROKEN and any(_json_object(line) is not None for line in lines[1:])
+            ):
+                return "ndjson"
         events = _parse_head(text, self._bom, whole, strict=not too_long)
         if len(events) > 1 and events[1][1] == "map_key" and events[1][2] == "signals":
             if len(events) > 2 and events[2][1] != "start_array":
@@ -386,15 +394,17 @@ class SignalFile:
         return "ndjson" if too_long else "json-single"
 
     def _first_lines(self) -> tuple[list[bytes], bool]:
-        """The first two non-blank lines, stripped, and whether the first is longer than a
-        record may be (then it comes alone, cut off)."""
+        """The first few non-blank lines (_PROBE_LINES), stripped, and whether the first is
+        longer than a record may be (then it comes alone, cut off)."""
         stream = self._content()
         stream.read(self._bom)
         limit = self._max_record_bytes + 1
         lines: list[bytes] = []
-        while len(lines) < 2 and (line := stream.readline(limit)):
+        while len(lines) < _PROBE_LINES and (line := stream.readline(limit)):
             if len(line) == limit and line[-1] != 10:
-                return lines or [line], not lines
+                if not lines:
+                    return [line], True
+                break  # a long later line: the lines so far decide
             if line.strip():
                 lines.append(line.strip())
         return lines, False
@@ -556,6 +566,24 @@ def _parse_head(
             if strict:
                 raise _ends_early(offset + len(text), text.count(b"\n")) from None
     return list(events)
+
+
+_PROBE_LINES = 5  # non-blank lines read to tell NDJSON from a JSON document
+_WHOLE, _OPENS, _BROKEN = "whole", "opens", "broken"
+
+
+def _first_line_layout(line: bytes) -> str:
+    """How the first line of an object-shaped file reads as JSON on its own: _WHOLE (an
+    entire object), _OPENS (the beginning of a document that goes on) or _BROKEN."""
+    events = ijson.sendable_list()
+    parser = ijson.parse_coro(events)
+    try:
+        parser.send(line)
+    except ijson.JSONError:
+        return _BROKEN
+    if any(prefix == "" and event == "end_map" for prefix, event, _ in events):
+        return _WHOLE
+    return _OPENS
 
 
 def _json_object(line: bytes) -> dict[str, Any] | None:

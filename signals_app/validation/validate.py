@@ -73,13 +73,26 @@ class Options:
     default_app_key: str | None = None
 
 
-def _parse(raw: bytes) -> Any:
-    """orjson first (fast); the standard library only for what orjson refuses but JSON
-    allows, such as integers beyond 64 bits, so such a value gets a finding, not a crash."""
+def parse_json(raw: bytes | str) -> Any:
+    """A record's JSON text as Python objects (objects keep their keys in the text's
+    order); ValueError when it is no JSON text.
+
+    orjson first (fast); the standard library only for what orjson refuses but JSON
+    allows, such as integers beyond 64 bits, so such a value gets a finding, not a crash.
+    The standard library also takes \\u escapes of lone UTF-16 surrogates ("\\ud800"),
+    which stand for no character: no text can hold one (not Connect's, not a database's,
+    not a library's), so such a record is refused as not being JSON text."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        value = json.loads(raw)
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValueError(
+            "it holds a \\u escape of a lone UTF-16 surrogate, which is no character"
+        ) from None
+    return value
 
 
 class _Judge:
@@ -111,7 +124,7 @@ class _Judge:
     def judge_unclear_json(self, index: int, line: int | None, raw: bytes) -> None:
         """A record the fast path did not call clean: the engine judges it."""
         try:
-            value = _parse(raw)
+            value = parse_json(raw)
         except UnicodeDecodeError:
             raise BadEncoding(line) from None
         except ValueError as exc:
