@@ -66,3 +66,40 @@ def test_phone_problem_answers_as_the_library(number: str) -> None:
     if values.is_always_possible(number):
         assert expected is None, number
     assert uncached_phone_problem(number) == expected
+
+
+# --- date-times: ready decoders instead of msgspec.convert ---------------------------------
+
+
+def converted_datetime_problem(value: str) -> str | None:
+    """What datetime_problem answered through msgspec.convert (kinds of answer only)."""
+    import msgspec
+
+    try:
+        msgspec.convert(value, values.TzDateTime)
+    except msgspec.ValidationError:
+        try:
+            msgspec.convert(value, values._NaiveOrTz)
+        except msgspec.ValidationError:
+            return "must"
+        return "needs"
+    return None
+
+
+DATE_TIME_LIKE = st.one_of(
+    st.text(alphabet='0123456789-:TtZz+. "\\\n\u00e9', max_size=40),
+    st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),
+    st.datetimes().map(lambda d: d.isoformat(sep=" ") + "Z"),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(DATE_TIME_LIKE)
+def test_the_date_time_check_answers_as_msgspec_convert_does(value: str) -> None:
+    problem = values.datetime_problem(value)
+    expected = converted_datetime_problem(value)
+    assert (problem if problem is None else problem.split(" ")[0]) == expected
+
+
+def test_a_lone_surrogate_is_no_date_time_and_no_crash() -> None:
+    assert values.datetime_problem("\ud800") is not None
