@@ -114,59 +114,90 @@ def _struct(name: str, fields: Any, **options: Any) -> type[Struct]:
 
 _ELEMENT_FIELDS = {Kind.ITEMS: ITEM_FIELDS, Kind.CUSTOM_ATTRIBUTES: CUSTOM_ATTRIBUTE_FIELDS}
 
-Unfit = Callable[[Any], bool]  # True when a decoded object is not clean after all
-
 
 def _required_strings(fields: Any) -> list[str]:
     return [f for f, spec in fields.items() if spec.required and spec.kind is Kind.STRING]
 
 
-def _content_unfit(signal_type: str) -> Unfit | None:
-    """What a typed decode of one signal type cannot say: blank required strings (also in
-    items and custom attributes; str.isspace, the engine's own test), catalog dates, an
-    identification's identifierValue.
-
-    The check is generated as one plain function per type, the way dataclasses generates
-    __init__: a msgspec regex constraint or a __post_init__ hook costs a Python call per
-    value or object during the decode, and a chain of small closures per signal costs
-    nearly as much as the decode itself. For pageView the source is:
-
-        def unfit(c):
-            if c.url.isspace(): return True
-            if c.signalCustomAttributes is not UNSET:
-                for e in c.signalCustomAttributes:
-                    if e.name.isspace() or e.value.isspace(): return True
-            return False
-    """
+def _content_lines(signal_type: str) -> list[str]:
+    """What a typed decode of one signal type cannot say, as lines of the generated check
+    (see _signal_check): blank required strings (also in items and custom attributes;
+    str.isspace, the engine's own test), catalog dates, an identification's
+    identifierValue."""
     fields = SIGNAL_TYPES[signal_type].fields
     body: list[str] = []
     own = _required_strings(fields)
     if own:
-        body.append(f"    if {' or '.join(f'c.{n}.isspace()' for n in own)}: return True")
+        body.append(f"    if {' or '.join(f'c.{n}.isspace()' for n in own)}: return NOT_SURE")
     for name, spec in fields.items():
         if spec.kind in _ELEMENT_FIELDS:
             inner = _required_strings(_ELEMENT_FIELDS[spec.kind])
             body += [
                 f"    if c.{name} is not UNSET:",
                 f"        for e in c.{name}:",
-                f"            if {' or '.join(f'e.{n}.isspace()' for n in inner)}: return True",
+                f"            if {' or '.join(f'e.{n}.isspace()' for n in inner)}: return NOT_SURE",
             ]
         elif spec.kind is Kind.CATALOG_DATETIME:
             body.append(
-                f"    if c.{name} is not UNSET and catalog_datetime_problem(c.{name}): return True"
+                f"    if c.{name} is not UNSET and catalog_datetime_problem(c.{name}): "
+                "return NOT_SURE"
             )
     if signal_type == "identification":
-        body.append("    if identifier_value_unfit(c): return True")
-    if not body:
-        return None
-    source = "def unfit(c):\n" + "\n".join(body) + "\n    return False\n"
+        body.append("    if identifier_value_unfit(c): return NOT_SURE")
+    return body
+
+
+@cache
+def _signal_check(signal_type: str, default_app_key: bool) -> Callable[[Any], int]:
+    """The whole check after the typed decode of a signal of this type, generated as one
+    plain function the way dataclasses generates __init__ (a msgspec constraint or hook,
+    or a chain of small functions, costs a Python call per value or per step): what
+    depends on the run (the default app key) or on several members (exactly one
+    identifiable attribute, checked by library: e-mail, phone), then the content. NOT_SURE,
+    CLEAN or CLEAN_CONTACT_KEY_ONLY. For pageView with no default app key:
+
+        def check(s):
+            a = s.appKey
+            if a is UNSET: return NOT_SURE
+            if a.isspace(): return NOT_SURE
+            ids = s.identifiableAttributes
+            if len(ids) != 1: return NOT_SURE
+            kind, value = ids.popitem()
+            if IDENTITY_PROBLEM[kind](value): return NOT_SURE
+            c = s.signalContent
+            if c.url.isspace(): return NOT_SURE
+            if c.signalCustomAttributes is not UNSET:
+                for e in c.signalCustomAttributes:
+                    if e.name.isspace() or e.value.isspace(): return NOT_SURE
+            return CLEAN_CONTACT_KEY_ONLY if kind == "contactKey" else CLEAN
+    """
+    lines = [
+        "def check(s):",
+        "    a = s.appKey",
+        # Without a default, a signal needs its own appKey; with one, it may go without.
+        "    if a is UNSET: " + ("pass" if default_app_key else "return NOT_SURE"),
+        "    elif a.isspace(): return NOT_SURE",
+        "    ids = s.identifiableAttributes",
+        # None is an error, several are ambiguous: the engine says which.
+        "    if len(ids) != 1: return NOT_SURE",
+        "    kind, value = ids.popitem()",  # the dict is ours; popitem avoids an iterator
+        "    if IDENTITY_PROBLEM[kind](value): return NOT_SURE",
+        "    c = s.signalContent",
+        *_content_lines(signal_type),
+        '    return CLEAN_CONTACT_KEY_ONLY if kind == "contactKey" else CLEAN',
+    ]
     namespace: dict[str, Any] = {
         "UNSET": UNSET,
+        "NOT_SURE": NOT_SURE,
+        "CLEAN": CLEAN,
+        "CLEAN_CONTACT_KEY_ONLY": CLEAN_CONTACT_KEY_ONLY,
+        "IDENTITY_PROBLEM": _IDENTITY_PROBLEM,
         "catalog_datetime_problem": catalog_datetime_problem,
         "identifier_value_unfit": _identifier_value_unfit,
     }
+    source = "\n".join(lines) + "\n"
     exec(compile(source, f"<fast path check for {signal_type}>", "exec"), namespace)
-    return cast(Unfit, namespace["unfit"])
+    return cast(Callable[[Any], int], namespace["check"])
 
 
 def _identifier_value_unfit(content: Any) -> bool:
@@ -193,10 +224,8 @@ _CONTENT_STRUCTS: dict[str, type[Struct]] = {
 }
 
 
-# Per decoded content type: its signal type and what to check after the decode.
-_CONTENT_PLANS: dict[type, tuple[str, Unfit | None]] = {
-    struct: (name, _content_unfit(name)) for name, struct in _CONTENT_STRUCTS.items()
-}
+# Per decoded content type, its signal type.
+_SIGNAL_TYPE_OF: dict[type, str] = {struct: name for name, struct in _CONTENT_STRUCTS.items()}
 
 
 @cache
@@ -241,7 +270,11 @@ class FastPath:
         self._envelope_decoder, self._wrapper_decoder, self._envelope, self._wrapper = _decoders(
             tier
         )
-        self._post_check = _envelope_check(default_app_key=bool(default_app_key))
+        # Per decoded content type, the check after the decode.
+        self._checks = {
+            struct: _signal_check(name, bool(default_app_key))
+            for name, struct in _CONTENT_STRUCTS.items()
+        }
         self.prefer_wrapper = False
 
     def check_json(self, raw: bytes) -> Clean | None:
@@ -260,6 +293,9 @@ class FastPath:
         envelope = self._decode_json(raw)
         return NOT_SURE if envelope is None else self._post_check(envelope)
 
+    def _post_check(self, envelope: Any) -> int:
+        return self._checks[type(envelope.signalContent)](envelope)
+
     def json_classifier(self) -> Callable[[bytes], int]:
         """classify_json as one plain function, for the hot loop (made again when
         prefer_wrapper changes)."""
@@ -267,7 +303,7 @@ class FastPath:
             self._wrapper_decoder.decode if self.prefer_wrapper else self._envelope_decoder.decode
         )
         wrapped = self.prefer_wrapper
-        check = self._post_check
+        checks = self._checks
         refused = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 
         def classify(raw: bytes) -> int:
@@ -275,7 +311,9 @@ class FastPath:
                 envelope = decode(raw)
             except refused:
                 return NOT_SURE
-            return check(envelope.signal if wrapped else envelope)
+            if wrapped:
+                envelope = envelope.signal
+            return checks[type(envelope.signalContent)](envelope)
 
         return classify
 
@@ -306,33 +344,4 @@ class FastPath:
         code = self._post_check(envelope)
         if code == NOT_SURE:
             return None
-        return _CONTENT_PLANS[type(envelope.signalContent)][0], code == CLEAN_CONTACT_KEY_ONLY
-
-
-def _envelope_check(*, default_app_key: bool) -> Callable[[Any], int]:
-    """What depends on the run (the default app key) or on several members: exactly one
-    identifiable attribute, checked by library (e-mail, phone). A closure, its look-ups
-    bound once: it runs for every signal."""
-    identity_problem = _IDENTITY_PROBLEM
-    plans = _CONTENT_PLANS
-
-    def check(envelope: Any) -> int:
-        app_key = envelope.appKey
-        if app_key is UNSET:
-            if not default_app_key:
-                return NOT_SURE
-        elif app_key.isspace():
-            return NOT_SURE
-        ids = envelope.identifiableAttributes
-        if len(ids) != 1:
-            return NOT_SURE  # none is an error, several are ambiguous: the engine says which
-        kind, value = ids.popitem()  # the dict is ours; popitem avoids an iterator
-        if identity_problem[kind](value):
-            return NOT_SURE
-        content = envelope.signalContent
-        unfit = plans[type(content)][1]
-        if unfit is not None and unfit(content):
-            return NOT_SURE
-        return CLEAN_CONTACT_KEY_ONLY if kind == "contactKey" else CLEAN
-
-    return check
+        return _SIGNAL_TYPE_OF[type(envelope.signalContent)], code == CLEAN_CONTACT_KEY_ONLY
