@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 Severity = Literal["error", "warning"]
@@ -69,6 +70,7 @@ class Finding(NamedTuple):
 _INDEX = re.compile(r"\[\d+\]")
 
 
+@lru_cache(maxsize=4096)  # a file's findings repeat a few hundred paths at most
 def path_pattern(path: str) -> str:
     """`signalContent.orderedItems[3].unitPrice` -> `signalContent.orderedItems[].unitPrice`,
     so problems are counted per field, whatever the position in an array."""
