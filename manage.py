@@ -22,7 +22,12 @@ def main() -> None:
             cap = gzip_max_inflated_bytes()
         except SettingError as exc:
             sys.exit(f"connectadmin: {exc}")
-        sys.exit(cli.main(sys.argv[2:], max_inflated_bytes=cap))
+        status = cli.main(sys.argv[2:], max_inflated_bytes=cap)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # The report is out and the temporary files are gone: leave without tearing the
+        # interpreter down (as mypy's fast exit does), a few hundredths of a second.
+        os._exit(status)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectadmin.settings")
     from django.core.management import execute_from_command_line
