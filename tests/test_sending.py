@@ -922,3 +922,72 @@ def test_the_sweep_resumes_only_the_lanes_left_without_a_run(
     with django_capture_on_commit_callbacks(execute=True):
         assert sending.resume_stalled_sends(now=now) == [(signal_import.pk, 1)]
     assert enqueued == [(signal_import.pk, 1)]
+
+
+# --- stopping: a cancel or another lane giving up ends every lane ---------------------------
+
+
+def test_a_batch_waiting_out_a_retry_is_not_sent_once_the_import_is_cancelled(
+    imports_dir: Path, marketer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a run waits to retry (its batch back to PENDING), ops cancel and the import
+    closes as CANCELLED (in two lanes, the other lane's run closes it): the waiting run
+    must not claim the batch again afterwards."""
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+
+    def cancel_and_close_meanwhile(delay: float) -> None:
+        sending.import_cancel(signal_import=signal_import, user=marketer)
+        assert sending._finish(signal_import.pk, ImportStatus.CANCELLED)
+
+    monkeypatch.setattr(sending, "sleep", cancel_and_close_meanwhile)
+    client = FakeClient(Outcome.RETRYABLE)
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert len(client.calls) == 1  # the retryable attempt only
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.CANCELLED
+    assert batches(signal_import)[0].state == BatchState.PENDING
+    assert signal_import.sent == 0
+
+
+def test_a_lane_stops_after_its_batch_when_another_lane_gave_up(
+    imports_dir: Path, marketer: User, settings: Any
+) -> None:
+    signal_import = two_lane_import(imports_dir, marketer, settings)
+    client = FakeClient()
+    # Lane 1's run breaks (its file gone, say) while lane 0's first batch is on its way.
+    client.on_call = lambda calls: sending._give_up(signal_import.pk, RuntimeError("lane 1"))
+    sending.import_send_run(import_id=signal_import.pk, lane=0, client=client)
+    assert len(client.calls) == 1
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.FAILED
+    assert [b.state for b in batches(signal_import)] == [
+        BatchState.SENT, BatchState.PENDING, BatchState.PENDING, BatchState.PENDING
+    ]  # fmt: skip
+    assert signal_import.sent == 5  # counted after the give-up too
+
+
+def test_an_orphan_in_an_import_that_stopped_is_settled_by_its_lane_or_the_sweep(
+    imports_dir: Path, marketer: User, settings: Any
+) -> None:
+    """Lane 1 gave up; lane 0's worker then died mid-call. Its redelivered task, or the
+    sweep once the lane's lock is free, settles the batch as UNKNOWN."""
+    signal_import = two_lane_import(imports_dir, marketer, settings)
+    ImportBatch.objects.filter(signal_import=signal_import, number=0).update(
+        state=BatchState.IN_FLIGHT
+    )
+    ImportBatch.objects.filter(signal_import=signal_import, number=2).update(
+        state=BatchState.IN_FLIGHT
+    )
+    sending._give_up(signal_import.pk, RuntimeError("lane 1 broke"))
+    sending.import_send_run(import_id=signal_import.pk, lane=0, client=FakeClient())
+    assert batches(signal_import)[0].state == BatchState.UNKNOWN
+    with lane_lock_held(signal_import.pk, 1):
+        sending.resume_stalled_sends()
+        assert batches(signal_import)[2].state == BatchState.IN_FLIGHT  # its run is alive
+    sending.resume_stalled_sends()
+    assert batches(signal_import)[2].state == BatchState.UNKNOWN
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.FAILED
+    assert signal_import.unknown == 10

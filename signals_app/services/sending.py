@@ -392,16 +392,24 @@ def _run_lane(import_id: int, lane: int, client: SignalsClient | None) -> None:
             .filter(pk=import_id)
             .first()
         )
-        if signal_import is None or signal_import.status != ImportStatus.SENDING:
-            return  # finished, cancelled or gone: a late duplicate of the task
-        _settle_orphans(signal_import, lane)  # this lane's lock is ours: none is on its way
+        if signal_import is None:
+            return
+        # This lane's lock is ours: a batch of it still IN_FLIGHT lost its run, whatever
+        # became of the import meanwhile (another lane may have given up).
+        if _settle_orphans(signal_import, lane):
+            update_counters(import_id=import_id)
+        if signal_import.status != ImportStatus.SENDING:
+            return  # finished, cancelled or failed: a late duplicate of the task
         update_counters(import_id=import_id)
         own_client = client is None
         sender: SignalsClient = client or connect_client_for(signal_import)
         lane_batches = ImportBatch.objects.filter(signal_import_id=import_id, lane=lane)
         try:
             while True:
-                if _cancel_requested(import_id):
+                status, cancel = _run_state(import_id)
+                if status != ImportStatus.SENDING:
+                    return  # another lane's run gave up, or ops changed the import
+                if cancel:
                     _finish(import_id, ImportStatus.CANCELLED)
                     return
                 pending = list(lane_batches.filter(state=BatchState.PENDING).order_by("number"))
@@ -448,6 +456,7 @@ def _settle_dead_lanes(signal_import: SignalImport) -> None:
     lanes = (
         ImportBatch.objects.filter(signal_import_id=signal_import.pk, state=BatchState.IN_FLIGHT)
         .values_list("lane", flat=True)
+        .order_by()
         .distinct()
     )
     for lane in list(lanes):
@@ -588,14 +597,15 @@ def _send_batches(
             )
             # The counters (an aggregate over the ledger, also the run's heartbeat)
             # every `interval` seconds rather than after every batch; the ledger is
-            # still written before and after each call, and the cancel flag (one
-            # indexed row) still read after each batch: a cancel stops the run
-            # after the current batch.
+            # still written before and after each call, and the import's status and
+            # cancel flag (one indexed row) still read after each batch: a cancel, or
+            # another lane giving up, stops the run after the current batch.
             now = time.monotonic()
             if now >= refresh_at:
                 refresh_at = now + interval
                 update_counters(import_id=signal_import.pk)
-            if _cancel_requested(signal_import.pk):
+            status, cancel = _run_state(signal_import.pk)
+            if cancel or status != ImportStatus.SENDING:
                 break
     finally:
         prefetch.close()
@@ -641,14 +651,8 @@ def send_batch(
     started = time.monotonic()
     result: SendResult | None = None
     for attempt in range(1, max_attempts + 1):
-        now = timezone.now()
-        claimed = ImportBatch.objects.filter(pk=batch.pk, state=BatchState.PENDING).update(
-            state=BatchState.IN_FLIGHT,
-            attempts=F("attempts") + 1,
-            started_at=now if attempt == 1 else F("started_at"),
-        )
-        if not claimed:
-            return  # another run took it, or ops changed it meanwhile
+        if not _claim(batch, first_attempt=attempt == 1):
+            return  # another run took it, ops changed it, or the import stopped
         result = client.create_signals(signals, body=body)
         if result.outcome != Outcome.RETRYABLE or attempt == max_attempts:
             break
@@ -687,6 +691,40 @@ def retry_delay(*, attempt: int, retry_after: float | None) -> float:
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
+def _claim(batch: ImportBatch, *, first_attempt: bool) -> bool:
+    """PENDING -> IN_FLIGHT, committed before the call, and only while the import is
+    SENDING with no cancel asked. The import's row is share-locked for the moment of the
+    claim, so a claim and _finish (which locks the row to close the import) never cross:
+    once an import reads CANCELLED, FAILED or COMPLETED no lane claims another batch of
+    it, not even one that went back to PENDING to wait out a Retry-After."""
+    with transaction.atomic():
+        if not _still_sending_locked(batch.signal_import_id):
+            return False
+        return bool(
+            ImportBatch.objects.filter(pk=batch.pk, state=BatchState.PENDING).update(
+                state=BatchState.IN_FLIGHT,
+                attempts=F("attempts") + 1,
+                started_at=timezone.now() if first_attempt else F("started_at"),
+            )
+        )
+
+
+def _still_sending_locked(import_id: int) -> bool:
+    """SENDING and no cancel asked, the row share-locked until the transaction ends
+    (PostgreSQL; Django has no FOR SHARE. SQLite locks the whole file for a write)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {SignalImport._meta.db_table} "
+                "WHERE id = %s AND status = %s AND NOT cancel_requested FOR SHARE",
+                [import_id, ImportStatus.SENDING],
+            )
+            return cursor.fetchone() is not None
+    return SignalImport.objects.filter(
+        pk=import_id, status=ImportStatus.SENDING, cancel_requested=False
+    ).exists()
+
+
 def _write_outcome(
     batch: ImportBatch,
     state: str,
@@ -708,29 +746,38 @@ def _write_outcome(
 
 
 def update_counters(*, import_id: int) -> None:
-    """The import's counters from the ledger (one aggregate over ≤ 2,000 rows)."""
+    """The import's counters from the ledger (one aggregate over ≤ 2,000 rows). The row
+    is locked before the aggregate, so two lanes never write counts older than the ones
+    already there (an aggregate read before the other lane's last outcome, written after
+    it closed the import)."""
 
     def total(state: str) -> Sum:
         return Sum("size", filter=Q(state=state), default=0)
 
-    counts = ImportBatch.objects.filter(signal_import_id=import_id).aggregate(
-        sent=total(BatchState.SENT),
-        failed=total(BatchState.FAILED),
-        unknown=total(BatchState.UNKNOWN),
-    )
-    # SENT means one signalId per signal (connect_client checks), so accepted == sent.
-    # Called by the send loop after every batch: the run's heartbeat too.
-    SignalImport.objects.filter(pk=import_id).update(
-        accepted=counts["sent"], heartbeat_at=timezone.now(), **counts
-    )
+    with transaction.atomic():
+        list(SignalImport.objects.select_for_update().filter(pk=import_id).values_list("pk"))
+        counts = ImportBatch.objects.filter(signal_import_id=import_id).aggregate(
+            sent=total(BatchState.SENT),
+            failed=total(BatchState.FAILED),
+            unknown=total(BatchState.UNKNOWN),
+        )
+        # SENT means one signalId per signal (connect_client checks), so accepted == sent.
+        # Called by the send loop every few batches: the run's heartbeat too.
+        SignalImport.objects.filter(pk=import_id).update(
+            accepted=counts["sent"], heartbeat_at=timezone.now(), **counts
+        )
 
 
 def _heartbeat(import_id: int) -> None:
     SignalImport.objects.filter(pk=import_id).update(heartbeat_at=timezone.now())
 
 
-def _cancel_requested(import_id: int) -> bool:
-    return SignalImport.objects.filter(pk=import_id, cancel_requested=True).exists()
+def _run_state(import_id: int) -> tuple[str, bool]:
+    """The import's status and whether a cancel was asked (one indexed row)."""
+    status, cancel = SignalImport.objects.values_list("status", "cancel_requested").get(
+        pk=import_id
+    )
+    return status, cancel
 
 
 def _finish(import_id: int, status: str) -> bool:
@@ -917,6 +964,7 @@ def resume_stalled_sends(*, now: datetime | None = None) -> list[tuple[int, int]
     """
     from signals_app.tasks import send_import  # the tasks module imports this one
 
+    _settle_stopped_imports()
     now = now or timezone.now()
     cutoff = now - timedelta(minutes=int(getattr(settings, "SIGNALS_SEND_STALLED_MINUTES", 10)))
     stalled = Q(status=ImportStatus.SENDING) & (
@@ -949,6 +997,25 @@ def resume_stalled_sends(*, now: datetime | None = None) -> list[tuple[int, int]
         resumed.extend((import_id, lane) for lane in lanes)
         log.warning("import %s: its send had stalled; lanes %s enqueued again", import_id, lanes)
     return resumed
+
+
+def _settle_stopped_imports() -> None:
+    """IN_FLIGHT batches of imports no longer SENDING (one lane gave up while another's
+    worker then died mid-call, and its task was lost): UNKNOWN once their lane's lock is
+    free. PostgreSQL only: elsewhere no lock tells a dead run from a live one."""
+    if connection.vendor != "postgresql":
+        return
+    orphans = (
+        ImportBatch.objects.filter(state=BatchState.IN_FLIGHT)
+        .exclude(signal_import__status=ImportStatus.SENDING)
+        .values_list("signal_import_id", "lane")
+        .order_by()
+        .distinct()
+    )
+    for import_id, lane in list(orphans):
+        with _try_run_lock(import_id, lane) as acquired:
+            if acquired and _settle_orphans(SignalImport(pk=import_id), lane):
+                update_counters(import_id=import_id)
 
 
 def _run_alive(import_id: int, lane: int) -> bool:
