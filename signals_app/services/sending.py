@@ -9,8 +9,12 @@ resent by themselves — ops resend them with `batch_resend` once they have look
 The ledger is cut into lanes: contiguous runs of batches, each sent in file order by a task
 of its own, so two workers send one import side by side (on PostgreSQL; SQLite, for
 development, keeps one lane). A lane's run holds a PostgreSQL advisory lock for its whole
-life; the server frees it when the worker dies, which is how a batch left IN_FLIGHT is
-known to be orphaned (its lane's lock is free) rather than on its way.
+life; the server frees it when the worker's session ends, which is how a batch left
+IN_FLIGHT is known to be orphaned (its lane's lock is free) rather than on its way. A
+worker process that dies ends its session at once; a host that vanishes ends it only
+when the server's TCP keepalive gives up (`tcp_keepalives_*`, two hours by default), so
+production servers should shorten those. Session locks need a session per connection:
+no PgBouncer in transaction mode in front of the app.
 
 Settings (defaults in brackets; tests shrink them):
 - SIGNALS_BATCH_SIZE [500]: signals per createSignals call, never above 500.
@@ -955,7 +959,9 @@ def resume_stalled_sends(*, now: datetime | None = None) -> list[tuple[int, int]
     unacknowledged task would only come back after the broker's visibility timeout.
 
     Per lane: a lane with batches still to send (or orphaned IN_FLIGHT) whose run holds
-    no lock is enqueued; on PostgreSQL a lane whose run still holds its advisory lock is
+    no lock is enqueued. The heartbeat is the import's, so a lane whose worker died is
+    resumed once the whole import has been quiet that long (its other lanes finished or
+    dead too), not while another lane still sends; on PostgreSQL a lane whose run still holds its advisory lock is
     left alone, and a run is safe to start twice anyway (the lock, then each batch
     claimed PENDING -> IN_FLIGHT conditionally). An import with nothing left in any lane
     but still SENDING (its run died while closing) gets lane 0, which closes it. Each
