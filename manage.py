@@ -4,8 +4,18 @@
 import os
 import sys
 
-# Django's own options: with any of them, validate_signals goes through Django too.
-_DJANGO_OPTIONS = ("--settings", "--pythonpath", "--traceback", "--verbosity", "-v")
+# Django's own options: with any of them, validate_signals goes through Django too (the
+# short way's parser knows none of them, and its exit 2 would say the file is unreadable).
+_DJANGO_OPTIONS = (
+    "--settings",
+    "--pythonpath",
+    "--traceback",
+    "--verbosity",
+    "-v",
+    "--no-color",
+    "--force-color",
+    "--skip-checks",
+)
 
 
 def main() -> None:

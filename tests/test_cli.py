@@ -233,6 +233,20 @@ def test_an_ndjson_line_in_the_middle_that_is_not_json_is_a_finding(tmp_path: Pa
     assert (finding["signal"], finding["line"], finding["code"]) == (1, 2, "syntax")
 
 
+def test_an_ndjson_line_nested_too_deeply_is_a_finding_not_a_traceback(tmp_path: Path) -> None:
+    # Broken, so orjson refuses it and the standard library's recursion runs out.
+    deep = b'{"appKey": ' + b"[" * 5000 + b"]" * 4999 + b"}"
+    path = tmp_path / "s.ndjson"
+    path.write_bytes(json.dumps(order()).encode() + b"\n" + deep + b"\n")
+    result = run_process(str(path))
+    assert result.returncode == 1, result.stderr
+    finding, summary = (json.loads(line) for line in result.stdout.splitlines())
+    assert (finding["signal"], finding["line"], finding["code"]) == (1, 2, "syntax")
+    assert "nested too deeply" in finding["message"]
+    assert summary["summary"]["rejected"] == 1
+    assert result.stderr == ""
+
+
 def test_the_command_runs_as_a_real_process(tmp_path: Path) -> None:
     path = write_ndjson(tmp_path / "s.ndjson", [order(), order(currency="usd")])
     result = run_process(str(path), "--tier", "pro")
@@ -258,13 +272,16 @@ def test_manage_py_runs_the_validator_without_django_with_the_same_results(
     tmp_path: Path, report: str
 ) -> None:
     """manage.py takes a short way for validate_signals (no Django start-up); a Django
-    option (--verbosity) sends it through Django's command: both say the same."""
+    option (--verbosity, --no-color...) sends it through Django's command: both say the same."""
     path = write_ndjson(tmp_path / "s.ndjson", [order(), order(currency="usd"), {"x": 1}])
     fast = run_process(str(path), "--report", report)
     through_django = run_process(str(path), "--report", report, "--verbosity", "1")
     assert fast.returncode == through_django.returncode == 1
     assert fast.stdout == through_django.stdout
     assert "django" not in fast.stderr.lower()
+    for option in ("--no-color", "--force-color", "--skip-checks"):  # not the short way's
+        other = run_process(str(path), "--report", report, option)
+        assert (other.returncode, other.stdout) == (1, fast.stdout), (option, other.stderr)
     unreadable = tmp_path / "garbage.json"
     unreadable.write_bytes(b"\x00\xff[")
     fast, through_django = (

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 from signals_app.validation import validate
-from signals_app.validation.findings import Finding, Summary
+from signals_app.validation.findings import ERROR, Code, Finding, Issue, Summary
 from signals_app.validation.readers import UnreadableFile
 from signals_app.validation.report import FindingBuffer
 from signals_app.validation.validate import Options, validate_file
@@ -120,6 +122,40 @@ def test_ndjson_parts_give_the_single_pass_report(
     assert {f["line"] for f in findings} >= {1501}
     surrogates = [f for f in findings if "lone UTF-16 surrogate" in f["message"]]
     assert [(f["line"], f["code"]) for f in surrogates] == [(1701, "syntax"), (1801, "syntax")]
+    assert went_parallel and all(went_parallel)
+
+
+def test_ndjson_lines_only_the_standard_library_reads_are_syntax_findings(
+    tmp_path: Path, went_parallel: list[bool]
+) -> None:
+    """orjson refuses them, json.loads would take them: such a record would be called
+    valid, then fail when sent (or crash the run, nested too deeply)."""
+    good = ndjson_lines([page_view()])[0]
+    odd = {
+        300: good.replace(b'"https://www.example.com/"', b"NaN"),
+        400: good.replace(b'"https://www.example.com/"', b"Infinity"),
+        500: good.replace(b'"https://www.example.com/"', b"-Infinity"),
+        600: BOM + good,  # files joined with cat: the second one's BOM
+        700: good.replace(b'"https://www.example.com/"', b"[" * 1100 + b"]" * 1100),
+        # Broken as well as deep: orjson refuses it, json.loads runs out of recursion.
+        800: good.replace(b'"https://www.example.com/"', b"[" * 5000 + b"]" * 4999),
+        900: good.decode().encode("utf-16-le"),  # json.loads would guess UTF-16
+    }
+    lines = ndjson_lines(mixed_records(1500))
+    for number, line in odd.items():
+        lines[number - 1] = line
+    path = tmp_path / "signals.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    findings, summary, error = assert_same(path)
+    assert error is None and summary is not None and summary.signals == 1500
+    found = {f["line"]: f for f in findings if f["line"] in odd}
+    assert {line: f["code"] for line, f in found.items()} == dict.fromkeys(odd, "syntax")
+    messages = {line: f["message"] for line, f in found.items()}
+    assert "NaN is not a JSON number" in messages[300]
+    assert "Infinity is not a JSON number" in messages[400]
+    assert "-Infinity is not a JSON number" in messages[500]
+    assert "byte order mark" in messages[600]
+    assert "nested too deeply" in messages[700] and "nested too deeply" in messages[800]
     assert went_parallel and all(went_parallel)
 
 
@@ -380,3 +416,125 @@ def test_a_part_whose_process_dies_is_an_error_not_a_hang(tmp_path: Path) -> Non
 
     with pytest.raises(RuntimeError, match="stopped without an answer"):
         validate._run_parts(Path("x"), _part_that_dies, [0, 5, 10], (), Options(), None, 0)
+
+
+@pytest.fixture
+def temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where tempfile puts what it makes during the test (instead of /tmp)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _part_that_writes_then_fails(
+    path: str, number: int, start: int, end: int, options: Options, folder: str
+) -> Any:
+    writer = validate._FindingWriter(folder)
+    writer.write(0, 1, Issue("", ERROR, Code.SYNTAX, "found before the part broke"))
+    writer.close()
+    if number > 0:
+        time.sleep(60)  # still running when part 0 fails: the parent kills it
+    deadline = time.monotonic() + 10
+    while len(os.listdir(folder)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the other parts have their files too
+    raise ValueError("part 0 broke after writing findings")
+
+
+def test_parts_that_fail_or_are_killed_leave_no_files(temp_folder: Path) -> None:
+    with pytest.raises(ValueError, match="part 0 broke"):
+        validate._run_parts(
+            Path("x"), _part_that_writes_then_fails, [0, 5, 10, 15], (), Options(), None, 0
+        )
+    assert list(temp_folder.iterdir()) == []
+
+
+def test_parts_that_succeed_leave_no_files(tmp_path: Path, temp_folder: Path) -> None:
+    path = tmp_path / "signals.ndjson"
+    path.write_bytes(b"\n".join(ndjson_lines(mixed_records(300))) + b"\n")
+    findings, summary, _ = outcome(path, 2)
+    assert summary is not None and findings
+    assert list(temp_folder.iterdir()) == []
+
+
+def _part_that_sleeps(*args: Any) -> Any:
+    time.sleep(60)
+
+
+def _living_children(parent: int) -> set[int]:
+    """The processes whose parent is `parent`, zombies left out, from /proc."""
+    children = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _ppid_if_alive(int(entry)) == parent:
+            children.add(int(entry))
+    return children
+
+
+def _ppid_if_alive(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after the command's name: state, ppid
+    return None if len(fields) < 2 or fields[0] in ("Z", "X") else int(fields[1])
+
+
+def test_the_parts_die_with_a_parent_that_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temp_folder: Path
+) -> None:
+    """A Celery hard time limit SIGKILLs the process validating: its parts must not run on.
+    (Its run's folder stays: nothing is left to remove it; temp_folder keeps it out of
+    /tmp.)"""
+    if validate._prctl() is None:
+        pytest.skip("NOT TESTED: no prctl(PR_SET_PDEATHSIG) here (Linux only); parts outlive")
+    path = tmp_path / "signals.ndjson"
+    path.write_bytes(b"\n".join(ndjson_lines(mixed_records(300))) + b"\n")
+    monkeypatch.setattr(validate, "_validate_ndjson_part", _part_that_sleeps)
+    parent = os.fork()
+    if parent == 0:  # the process validating, which the test kills
+        try:
+            validate_file(path, Options(), workers=2, parallel_min_bytes=0)
+        finally:
+            os._exit(0)
+    parts: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while len(parts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+            parts = _living_children(parent)
+        assert len(parts) == 2
+    finally:
+        os.kill(parent, signal.SIGKILL)
+        os.waitpid(parent, 0)
+    try:
+        deadline = time.monotonic() + 10
+        while any(_ppid_if_alive(part) is not None for part in parts):
+            assert time.monotonic() < deadline, "the parts outlived their parent"
+            time.sleep(0.02)
+    finally:
+        for part in parts:  # only when they outlived it
+            if _ppid_if_alive(part) is not None:
+                os.kill(part, signal.SIGKILL)
+
+
+def test_a_fork_that_fails_stops_the_parts_started_and_leaks_no_pipe(
+    monkeypatch: pytest.MonkeyPatch, temp_folder: Path
+) -> None:
+    real_fork = os.fork
+    forks = 0
+
+    def fork_once() -> int:
+        nonlocal forks
+        forks += 1
+        if forks > 1:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_fork()
+
+    open_fds = set(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "fork", fork_once)
+    with pytest.raises(BlockingIOError):
+        validate._run_parts(Path("x"), _part_that_sleeps, [0, 5, 10], (), Options(), None, 0)
+    assert forks == 2
+    assert _living_children(os.getpid()) == set()  # the first part was killed and reaped
+    assert set(os.listdir("/proc/self/fd")) == open_fds
+    assert list(temp_folder.iterdir()) == []

@@ -150,6 +150,45 @@ def test_broken_first_lines_followed_by_objects_are_ndjson(tmp_path: Path) -> No
     assert len(records) == 3
 
 
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize(
+    "first",
+    [
+        b'{"appKey": "a", "signalContent": {"signalType": "order"',
+        b'{"appKey": "a",',
+        b'{"appKey": "app-',  # inside a string
+        b'{"appKey":',
+    ],
+)
+def test_a_first_line_cut_short_without_a_syntax_error_still_starts_ndjson(
+    tmp_path: Path, gz: bool, first: bytes
+) -> None:
+    # On its own the first line only opens a document; with the whole objects after it,
+    # the lines break as one document: NDJSON, the first record a syntax finding.
+    line = json.dumps(ENVELOPE).encode()
+    data = first + b"\n" + line + b"\n" + line + b"\n"
+    signal_file, records = read_all(write(tmp_path, data, gz=gz))
+    assert signal_file.format == "ndjson"
+    assert [record.raw for record in records] == [first, line, line]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_documents_whose_first_line_opens_them_stay_documents(tmp_path: Path, gz: bool) -> None:
+    line = json.dumps(ENVELOPE).encode()
+    wrapper = b'{"signal":\n' + line + b"\n}\n"
+    signal_file, records = read_all(write(tmp_path, wrapper, gz=gz, name="wrapper"))
+    assert signal_file.format == "json-single"
+    assert [record.value for record in records] == [{"signal": ENVELOPE}]
+    # Truncated or broken, they are refused where they end or break, not read as NDJSON.
+    assert refusal(write(tmp_path, wrapper[:-2], gz=gz, name="cut")).startswith(
+        "the JSON ends early"
+    )
+    no_comma = b'{"signals": [\n' + line + b",\n" + line + b"\n" + line + b"\n]}\n"
+    assert refusal(write(tmp_path, no_comma, gz=gz, name="no-comma")).startswith(
+        "the JSON is invalid at byte"
+    )
+
+
 def test_a_whole_first_object_that_orjson_refuses_starts_ndjson(tmp_path: Path) -> None:
     # A lone surrogate escape (no character; the engine refuses the record) on line 1.
     data = b'{"appKey": "\\ud800"}\n{"appKey": "\\udfff"}\n' + json.dumps(ENVELOPE).encode()

@@ -961,12 +961,13 @@ def resume_stalled_sends(*, now: datetime | None = None) -> list[tuple[int, int]
     Per lane: a lane with batches still to send (or orphaned IN_FLIGHT) whose run holds
     no lock is enqueued. The heartbeat is the import's, so a lane whose worker died is
     resumed once the whole import has been quiet that long (its other lanes finished or
-    dead too), not while another lane still sends; on PostgreSQL a lane whose run still holds its advisory lock is
-    left alone, and a run is safe to start twice anyway (the lock, then each batch
-    claimed PENDING -> IN_FLIGHT conditionally). An import with nothing left in any lane
-    but still SENDING (its run died while closing) gets lane 0, which closes it. Each
-    resume moves the heartbeat, so a resumed run that waits in the queue is not enqueued
-    again every minute. Returns the (import id, lane) pairs enqueued.
+    dead too), not while another lane still sends. On PostgreSQL a lane whose run still
+    holds its advisory lock is left alone, and a run is safe to start twice anyway (the
+    lock, then each batch claimed PENDING -> IN_FLIGHT conditionally). An import with
+    nothing left in any lane but still SENDING (its run died while closing) gets lane 0,
+    which closes it. Each resume moves the heartbeat, so a resumed run that waits in the
+    queue is not enqueued again every minute. Returns the (import id, lane) pairs
+    enqueued.
     """
     from signals_app.tasks import send_import  # the tasks module imports this one
 

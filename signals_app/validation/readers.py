@@ -17,10 +17,12 @@ Readers deliver each record as found: they do not unwrap ``{"signal": ...}`` and
 validate signals; the engine does both.
 
 JSON or NDJSON: a file that starts with ``{`` is NDJSON when its first line is a complete
-JSON object (unless that object's first key is "signals"), or when its first line is broken
-but its second non-blank line is a complete object (so a bad first record does not turn an
-NDJSON file into one unreadable document). Otherwise it is a JSON document: "signals" as
-its first key makes it ``json-signals``, anything else ``json-single``.
+JSON object (unless that object's first key is "signals"), or when one of its next few
+non-blank lines is a complete object and its first line is broken, or cut short where the
+lines together break as one document (unless the first key is "signals"): a bad first
+record does not turn an NDJSON file into one unreadable document. Otherwise it is a JSON
+document: "signals" as its first key makes it ``json-signals``, anything else
+``json-single``.
 
 CSV: columns ``appKey``, ``sessionId``, ``test``, ``identifiableAttributes.<key>`` and
 ``signalContent.<field>`` build the nested envelope; the header needs at least one of them.
@@ -60,6 +62,7 @@ from __future__ import annotations
 
 import ast
 import codecs
+import contextlib
 import csv
 import gzip
 import io
@@ -71,7 +74,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import compress
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
 import ijson
 import orjson
@@ -381,6 +384,8 @@ class SignalFile:
                 layout == _BROKEN and any(_json_object(line) is not None for line in lines[1:])
             ):
                 return "ndjson"
+            if layout == _OPENS and self._first_record_cut_short(text, lines):
+                return "ndjson"
         events = _parse_head(text, self._bom, whole, strict=not too_long)
         if len(events) > 1 and events[1][1] == "map_key" and events[1][2] == "signals":
             if len(events) > 2 and events[2][1] != "start_array":
@@ -392,6 +397,22 @@ class SignalFile:
         # A first line over the record limit is refused either way; as NDJSON, the message
         # names the line.
         return "ndjson" if too_long else "json-single"
+
+    def _first_record_cut_short(self, text: bytes, lines: list[bytes]) -> bool:
+        """Whether a first line that opens a document is rather an NDJSON record cut short
+        without a syntax error ({"appKey": "a", or cut inside a string): lines that are
+        whole objects follow, and the head breaks as one document. A document that reads
+        on is left alone (a {"signal": line, then its object); so is one whose first key
+        is "signals", which its refusal places better than NDJSON's findings would."""
+        if not any(_json_object(line) is not None for line in lines[1:]):
+            return False
+        if _first_key(lines[0]) == "signals":
+            return False
+        try:  # not `whole`: a document that merely ends early is refused as truncated
+            _parse_head(text, self._bom, False)
+        except UnreadableFile:
+            return True
+        return False
 
     def _first_lines(self) -> tuple[list[bytes], bool]:
         """The first few non-blank lines (_PROBE_LINES), stripped, and whether the first is
@@ -584,6 +605,17 @@ def _first_line_layout(line: bytes) -> str:
     if any(prefix == "" and event == "end_map" for prefix, event, _ in events):
         return _WHOLE
     return _OPENS
+
+
+def _first_key(line: bytes) -> str | None:
+    """The first key of the object a line opens, when the line gets that far."""
+    events = ijson.sendable_list()
+    parser = ijson.parse_coro(events)
+    with contextlib.suppress(ijson.JSONError):
+        parser.send(line)
+    if len(events) > 1 and events[1][:2] == ("", "map_key"):
+        return cast(str, events[1][2])
+    return None
 
 
 def _json_object(line: bytes) -> dict[str, Any] | None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import itertools
 import json
 import os
 import pickle
 import re
+import shutil
 import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +48,7 @@ ProgressSink = Callable[[int, int], None]  # (bytes read, file size)
 
 DEFAULT_MAX_INFLATED = 4 * 1024**3
 BOM = b"\xef\xbb\xbf"
+MAX_NESTING = 1024  # orjson's limit for arrays and objects within each other
 # Below this, forking workers costs more than it saves.
 PARALLEL_MIN_BYTES = 64 * 1024**2
 
@@ -79,20 +82,42 @@ def parse_json(raw: bytes | str) -> Any:
 
     orjson first (fast); the standard library only for what orjson refuses but JSON
     allows, such as integers beyond 64 bits, so such a value gets a finding, not a crash.
-    The standard library also takes \\u escapes of lone UTF-16 surrogates ("\\ud800"),
-    which stand for no character: no text can hold one (not Connect's, not a database's,
-    not a library's), so such a record is refused as not being JSON text."""
+    What the standard library takes beyond JSON is refused, or the record would be
+    called valid and then fail when sent:
+    - \\u escapes of lone UTF-16 surrogates ("\\ud800"): they stand for no character, and
+      no text can hold one (not Connect's, not a database's, not a library's);
+    - NaN, Infinity and -Infinity, which are no JSON numbers;
+    - a UTF-8 byte order mark, which json.loads skips: the reader skips the file's own,
+      so one here is inside the file (files joined with cat, say);
+    - UTF-16 or UTF-32, which json.loads guesses from zero bytes: the bytes are decoded
+      as the UTF-8 the file is in (surrogatepass, so a surrogate gets the message below);
+    - nesting past orjson's limit, where json.loads would raise RecursionError."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        value = json.loads(raw)
+        pass
+    text = raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else raw
+    if text.startswith("\ufeff"):
+        raise ValueError(
+            "it starts with a byte order mark (bytes EF BB BF), which belongs only at the "
+            "very start of a file; were files joined together?"
+        )
     try:
+        value = json.loads(text, parse_constant=_refuse_constant)
         json.dumps(value, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         raise ValueError(
             "it holds a \\u escape of a lone UTF-16 surrogate, which is no character"
         ) from None
+    except RecursionError:
+        raise ValueError(
+            f"its arrays and objects are nested too deeply ({MAX_NESTING} levels at most)"
+        ) from None
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 class _Judge:
@@ -250,11 +275,11 @@ class _PartResult:
 
 
 class _FindingWriter:
-    """A part's findings as NDJSON lines in a temporary file, numbered from the part's
-    start (or for the whole file: the first part's numbers are final)."""
+    """A part's findings as NDJSON lines in a temporary file of the run's folder, numbered
+    from the part's start (or for the whole file: the first part's numbers are final)."""
 
-    def __init__(self) -> None:
-        fd, self.path = tempfile.mkstemp(prefix="connectadmin-part-", suffix=".ndjson")
+    def __init__(self, folder: str) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="part-", suffix=".ndjson", dir=folder)
         self._file = os.fdopen(fd, "wb", buffering=256 * 1024)
 
     def write(self, index: int, line: int | None, issue: Issue) -> None:
@@ -309,28 +334,31 @@ def _run_parts(
     sink: FindingSink | None,
     lines_before: int,
 ) -> Summary | None:
+    """`function(path, number, start, end, options, folder, *part_args)` for each range
+    between `points`, each in a process of its own; then the parts' findings in order.
+
+    The parts write their findings into a folder of this run's, removed with all it holds
+    whatever happens: a part that raises or is killed cannot remove its own file."""
     ranges = list(itertools.pairwise(points))
-    parts = [
-        _ForkedPart(function, (str(path), number, a, b, options, *part_args))
-        for number, (a, b) in enumerate(ranges)
-    ]
-    results: list[_PartResult] = []
+    folder = tempfile.mkdtemp(prefix="connectadmin-parts-")
     try:
-        for part in parts:
-            results.append(part.result())
-    except BaseException:
-        for part in parts:
-            part.kill()
-        for result in results:  # what the other parts wrote goes too
-            Path(result.findings_path).unlink(missing_ok=True)
-        raise
-    try:
+        parts: list[_ForkedPart] = []
+        results: list[_PartResult] = []
+        try:
+            for number, (a, b) in enumerate(ranges):
+                args = (str(path), number, a, b, options, folder, *part_args)
+                parts.append(_ForkedPart(function, args))
+            for part in parts:
+                results.append(part.result())
+        except BaseException:  # a part failed, or a fork did: stop the others
+            for part in parts:
+                part.kill()
+            raise
         if any(result.unfit for result in results) or not _tokens_fit(results, function):
             return None
         return _stitch(results, sink, lines_before)
     finally:
-        for result in results:
-            Path(result.findings_path).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class _ForkedPart:
@@ -339,15 +367,29 @@ class _ForkedPart:
     prefork pool child, where imports are validated — may not start multiprocessing
     children, and forking also spares the child importing the code again. The child
     leaves with os._exit, so it never runs the parent's exit handlers (nor closes its
-    database connection, which the child shares)."""
+    database connection, which the child shares).
+
+    The child dies with the parent: a Celery hard time limit SIGKILLs the parent, which
+    then cannot stop its children, and they would run on for nothing."""
 
     def __init__(self, function: PartFunction, args: tuple[Any, ...]) -> None:
+        prctl = _prctl()  # looked up before forking: the child only calls it
+        parent = os.getpid()
         read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child
+        try:
+            pid = os.fork()
+        except BaseException:
             os.close(read_end)
+            os.close(write_end)
+            raise
+        if pid == 0:  # the child
             status = 0
             try:
+                if prctl is not None:
+                    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                if os.getppid() != parent:  # the parent died before the request took
+                    os._exit(1)
+                os.close(read_end)
                 try:
                     payload = pickle.dumps((True, function(*args)))
                 except BaseException as exc:
@@ -391,6 +433,23 @@ class _ForkedPart:
             os.close(self._read_end)
             self._read_end = -1
         self._reaped = True
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>: a signal for the process when its parent dies
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, or None where there is none (not Linux)."""
+    try:
+        import ctypes  # here: only the split over processes needs it
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError, TypeError):
+        return None
+    prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    prctl.restype = ctypes.c_int
+    return cast(Callable[..., int], prctl)
 
 
 def _stitch(results: list[_PartResult], sink: FindingSink | None, lines_before: int) -> Summary:
@@ -502,10 +561,16 @@ def _line_blocks(path: str, start: int, end: int, max_line: int) -> Iterator[lis
 
 
 def _validate_ndjson_part(
-    path: str, number: int, start: int, end: int, options: Options, max_record_bytes: int
+    path: str,
+    number: int,
+    start: int,
+    end: int,
+    options: Options,
+    folder: str,
+    max_record_bytes: int,
 ) -> _PartResult:
     """Validate the lines in [start, end); findings numbered from the part's start."""
-    writer = _FindingWriter()
+    writer = _FindingWriter(folder)
     judge = _Judge(options, None, writer.write)
     # The hot loop: the fast path classifies a whole block of lines (one call per line,
     # counted in C); only the lines it does not call clean (blank ones among them) take
@@ -580,12 +645,12 @@ def _looks_one_per_line(path: Path, bom: int) -> bool:
 
 
 def _validate_json_part(
-    path: str, number: int, start: int, end: int, options: Options
+    path: str, number: int, start: int, end: int, options: Options, folder: str
 ) -> _PartResult:
     """Validate the array elements in [start, end), one per line; findings carry no line.
     Anything but "[", elements each alone on a line with its comma, and "]" makes the
     part unfit."""
-    writer = _FindingWriter()
+    writer = _FindingWriter(folder)
     judge = _Judge(options, None, writer.write)
     classify = judge.fast.classify_json
     state = "S" if number == 0 else ""
@@ -718,6 +783,7 @@ def _validate_csv_part(
     start: int,
     end: int,
     options: Options,
+    folder: str,
     file_format: str,
     delimiter: str,
     header: list[str],
@@ -726,7 +792,7 @@ def _validate_csv_part(
     """Validate the rows in [start, end) as readers.SignalFile does; lines numbered from
     the part's start (from the file's for the first part). A CSV error, one that the
     single pass would report or a split inside a quoted cell, makes the part unfit."""
-    writer = _FindingWriter()
+    writer = _FindingWriter(folder)
     judge = _Judge(options, None, writer.write)
     classify = judge.fast.classify_value
     full = judge.judge_unclear_value
