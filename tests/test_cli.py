@@ -323,3 +323,16 @@ def test_parallel_ndjson_gives_the_same_findings_as_one_pass(tmp_path: Path) -> 
 
     assert run(2) == run(1)
     assert run(2)[1]["signals"] == 3001
+
+
+def test_a_report_of_many_megabytes_comes_out_whole_through_call_command(
+    tmp_path: Path,
+) -> None:
+    # Written a block at a time: Django's OutputWrapper must get whole lines.
+    path = write_ndjson(tmp_path / "many.ndjson", [order(currency="usd")] * 12_000)
+    code, out, _ = run_command(str(path))
+    assert code == 1
+    lines = out.splitlines()
+    assert len(out) > 2 * 1024**2
+    assert len(lines) == 12_001
+    assert all(json.loads(line)["code"] == "enum" for line in lines[:-1])

@@ -73,8 +73,19 @@ class FindingBuffer:
 
 
 def write_ndjson(out: IO[str], buffer: FindingBuffer, summary: Summary) -> None:
-    for line in buffer.lines():
-        out.write(line)
+    # The lines as they are, a block of whole lines at a time (Django's OutputWrapper ends
+    # every write with a newline of its own unless it ends with one).
+    buffer.spool.seek(0)
+    carry = ""
+    while chunk := buffer.spool.read(1024**2):
+        cut = chunk.rfind("\n") + 1
+        if cut:
+            out.write(carry + chunk[:cut])
+            carry = chunk[cut:]
+        else:
+            carry += chunk
+    if carry:
+        out.write(carry)
     out.write(json.dumps({"summary": summary.as_dict()}) + "\n")
 
 
