@@ -863,11 +863,21 @@ def test_validation_over_several_processes_stores_what_the_single_pass_does(
         return real_stitch(*args)
 
     monkeypatch.setattr(validate_module, "_stitch", spy)
+    forked: list[Any] = []
+    real_forked = validation.Forked
+
+    def forking(function: Any, args: Any) -> Any:
+        forked.append(function)
+        return real_forked(function, args)
+
+    monkeypatch.setattr(validation, "Forked", forking)
     parallel_import = create(user, app_key, content, name)
     validation.import_validate(import_id=parallel_import.pk)
     parallel = _snapshot(parallel_import)
 
     assert stitched, "the file was not split over processes"
+    # For JSON files the app-key scan ran in a process of its own, beside the parts.
+    assert (validation._all_app_keys_registered in forked) == (not name.endswith(".csv"))
     assert parallel == single
     assert single["totals"][:3] == (300, 180, 120)
     assert {f[4] for f in single["findings"]} >= {"required", "enum", "unregistered_app_key"}

@@ -45,6 +45,7 @@ from signals_app.validation.findings import ERROR, Finding, Summary, path_patter
 from signals_app.validation.readers import Record, SignalFile, UnreadableFile, open_signal_file
 from signals_app.validation.validate import (
     PARALLEL_MIN_BYTES,
+    Forked,
     Options,
     validate_file,
     validate_records,
@@ -115,6 +116,7 @@ def import_validate(*, import_id: int) -> None:
     path = import_file_path(signal_import)
     max_inflated = settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
     store = _FindingStore(import_id)
+    keys_scan: Forked[bool] | None = None
     try:
         with open_signal_file(path, max_inflated_bytes=max_inflated) as signal_file:
             SignalImport.objects.filter(pk=import_id).update(
@@ -125,6 +127,11 @@ def import_validate(*, import_id: int) -> None:
             if not parallel:
                 summary = validate_records(_reporting(import_id, signal_file), options, store)
         if parallel:
+            if file_format in _JSON_FORMATS:
+                # The scan of the app keys reads the whole file on one core: beside the
+                # validator's parts rather than after them. Forked before the progress
+                # thread starts, and so left out of the progress it reports.
+                keys_scan = Forked(_all_app_keys_registered, (path, registered))
             with _ChildReadProgress(import_id, path.stat().st_size):
                 summary = validate_file(
                     path,
@@ -136,7 +143,8 @@ def import_validate(*, import_id: int) -> None:
                 )
         store.flush()
         follow_up = _FollowUp(import_id, registered, store)
-        follow_up.run(path, max_inflated, file_format)
+        keys_known = keys_scan.result() if keys_scan is not None else None
+        follow_up.run(path, max_inflated, file_format, keys_known=keys_known)
     except UnreadableFile as exc:
         # Nothing is half-imported (SPEC §5): drop what the readable beginning produced.
         _delete_validation_rows(signal_import)
@@ -151,6 +159,9 @@ def import_validate(*, import_id: int) -> None:
             validation_finished_at=timezone.now(),
         )
         raise
+    finally:
+        if keys_scan is not None:
+            keys_scan.kill()  # a no-op once its result is in
     follow_up.adjust(summary)
     _refresh_preview_statistics(summary.errors + summary.warnings)
     size = signal_import.size_bytes or path.stat().st_size
@@ -449,10 +460,15 @@ class _FollowUp:
         self.newly_rejected = 0  # signals valid but for their unregistered appKey
         self.fixes: dict[str, FixSuggestion] = {}
 
-    def run(self, path: Path, max_inflated: int, file_format: str) -> None:
-        keys_known = file_format in _JSON_FORMATS and _all_app_keys_registered(
-            path, self.registered_keys
-        )
+    def run(
+        self, path: Path, max_inflated: int, file_format: str, *, keys_known: bool | None = None
+    ) -> None:
+        """`keys_known`: what _all_app_keys_registered said of the file, when it was asked
+        already (None: ask it here)."""
+        if keys_known is None:
+            keys_known = file_format in _JSON_FORMATS and _all_app_keys_registered(
+                path, self.registered_keys
+            )
         last = self.store.last_flagged(_HAS_ERROR | _FIXABLE)
         if keys_known and last < 0:
             return  # the common case of a clean file: nothing to read again

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, Generic, Protocol, TypeVar, cast
 
 import orjson
 
@@ -323,6 +323,7 @@ def _validate_parallel(
 
 
 PartFunction = Callable[..., _PartResult]
+T = TypeVar("T")
 
 
 def _run_parts(
@@ -342,12 +343,12 @@ def _run_parts(
     ranges = list(itertools.pairwise(points))
     folder = tempfile.mkdtemp(prefix="connectadmin-parts-")
     try:
-        parts: list[_ForkedPart] = []
+        parts: list[Forked[_PartResult]] = []
         results: list[_PartResult] = []
         try:
             for number, (a, b) in enumerate(ranges):
                 args = (str(path), number, a, b, options, folder, *part_args)
-                parts.append(_ForkedPart(function, args))
+                parts.append(Forked(function, args))
             for part in parts:
                 results.append(part.result())
         except BaseException:  # a part failed, or a fork did: stop the others
@@ -361,7 +362,7 @@ def _run_parts(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-class _ForkedPart:
+class Forked(Generic[T]):
     """`function(*args)` in a forked child, its result (or exception) pickled back through
     a pipe. Plain os.fork rather than multiprocessing: a daemonic process — a Celery
     prefork pool child, where imports are validated — may not start multiprocessing
@@ -372,7 +373,7 @@ class _ForkedPart:
     The child dies with the parent: a Celery hard time limit SIGKILLs the parent, which
     then cannot stop its children, and they would run on for nothing."""
 
-    def __init__(self, function: PartFunction, args: tuple[Any, ...]) -> None:
+    def __init__(self, function: Callable[..., T], args: tuple[Any, ...]) -> None:
         prctl = _prctl()  # looked up before forking: the child only calls it
         parent = os.getpid()
         read_end, write_end = os.pipe()
@@ -407,7 +408,7 @@ class _ForkedPart:
         self._read_end = read_end
         self._reaped = False
 
-    def result(self) -> _PartResult:
+    def result(self) -> T:
         read_end, self._read_end = self._read_end, -1
         with os.fdopen(read_end, "rb") as pipe:
             payload = pipe.read()
@@ -420,7 +421,7 @@ class _ForkedPart:
         ok, value = pickle.loads(payload)
         if not ok:
             raise value
-        return cast(_PartResult, value)
+        return cast(T, value)
 
     def kill(self) -> None:
         if self._reaped:
