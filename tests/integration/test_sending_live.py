@@ -152,9 +152,9 @@ def test_killing_the_workers_mid_import_ten_times_loses_nothing_and_sends_nothin
     batch is on its way, and two new ones take over from the ledger."""
     settings.SIGNALS_BATCH_SIZE = 50
     settings.SIGNALS_SEND_LANES = 2
-    total = 12000
+    total = 20000
     signal_import = make_import(imports_dir, sandbox, total=total, rejected=set())
-    sandbox.faults(latency_ms=40)  # 240 batches × 40 ms over two lanes: time for ten kills
+    sandbox.faults(latency_ms=40)  # 400 batches × 40 ms over two lanes: room for ten kills
     workers.start(2)
     sending.import_send(signal_import=signal_import, user=signal_import.created_by)
     assert sorted(set(signal_import.batches.values_list("lane", flat=True))) == [0, 1]
