@@ -193,23 +193,29 @@ def _time_left(started: datetime | None, fraction: float) -> tuple[float, str | 
     return elapsed, _duration(elapsed * (1 - fraction) / fraction)
 
 
+def _reading(
+    signal_import: SignalImport, started_at: datetime | None
+) -> tuple[float, float, str | None]:
+    """(share of the file's bytes read, signals per second, time left) of a task reading
+    the import's file since `started_at`."""
+    size = signal_import.size_bytes
+    fraction = min(signal_import.bytes_read / size, 1.0) if size else 0.0
+    elapsed, left = _time_left(started_at, fraction)
+    rate = signal_import.signals / elapsed if elapsed > 0 else 0.0
+    return fraction, rate, left
+
+
 def _progress(signal_import: SignalImport) -> Progress | None:
     if fixes.import_preparing(signal_import):
         # size_bytes is the size of the file being corrected until the copy is written.
-        size = signal_import.size_bytes
-        fraction = min(signal_import.bytes_read / size, 1.0) if size else 0.0
-        elapsed, left = _time_left(signal_import.created_at, fraction)
-        rate = signal_import.signals / elapsed if elapsed > 0 else 0
+        fraction, rate, left = _reading(signal_import, signal_import.created_at)
         facts = [
             ("Signals written", f"{signal_import.signals:,}"),
             ("Rate", f"{rate:,.0f} signals/s" if rate else "waiting for a worker…"),
         ]
         return Progress("fixing", int(fraction * 100), facts, left)
     if signal_import.status in (ImportStatus.UPLOADED, ImportStatus.VALIDATING):
-        size = signal_import.size_bytes
-        fraction = min(signal_import.bytes_read / size, 1.0) if size else 0.0
-        elapsed, left = _time_left(signal_import.validation_started_at, fraction)
-        rate = signal_import.signals / elapsed if elapsed > 0 else 0
+        fraction, rate, left = _reading(signal_import, signal_import.validation_started_at)
         facts = [
             ("Signals read", f"{signal_import.signals:,}"),
             ("Rate", f"{rate:,.0f} signals/s" if rate else "starting…"),
@@ -223,7 +229,7 @@ def _progress(signal_import: SignalImport) -> Progress | None:
         counts = batch_counts(signal_import)
         done = sum(counts.get(state, 0) for state in FINAL_BATCH_STATES)
         fraction = done / total if total else 0.0
-        elapsed, left = _time_left(signal_import.send_started_at, fraction)
+        _elapsed, left = _time_left(signal_import.send_started_at, fraction)
         facts = [
             ("Batches", f"{done:,} of {total:,}"),
             ("Signals accepted", f"{signal_import.accepted:,}"),

@@ -380,11 +380,11 @@ class SignalFile:
             # lone surrogate escape) starts NDJSON; so does a broken first line followed
             # by lines that are objects. A first line that opens a document without
             # closing it ({"signals": [, or pretty-printed JSON) starts a JSON document.
+            objects_follow = any(_json_object(line) is not None for line in lines[1:])
             if layout == _WHOLE or (
-                layout == _BROKEN and any(_json_object(line) is not None for line in lines[1:])
+                objects_follow
+                and (layout == _BROKEN or self._first_record_cut_short(text, lines[0]))
             ):
-                return "ndjson"
-            if layout == _OPENS and self._first_record_cut_short(text, lines):
                 return "ndjson"
         events = _parse_head(text, self._bom, whole, strict=not too_long)
         if len(events) > 1 and events[1][1] == "map_key" and events[1][2] == "signals":
@@ -398,15 +398,13 @@ class SignalFile:
         # names the line.
         return "ndjson" if too_long else "json-single"
 
-    def _first_record_cut_short(self, text: bytes, lines: list[bytes]) -> bool:
-        """Whether a first line that opens a document is rather an NDJSON record cut short
-        without a syntax error ({"appKey": "a", or cut inside a string): lines that are
-        whole objects follow, and the head breaks as one document. A document that reads
-        on is left alone (a {"signal": line, then its object); so is one whose first key
-        is "signals", which its refusal places better than NDJSON's findings would."""
-        if not any(_json_object(line) is not None for line in lines[1:]):
-            return False
-        if _first_key(lines[0]) == "signals":
+    def _first_record_cut_short(self, text: bytes, first_line: bytes) -> bool:
+        """Whether a first line that opens a document, followed by lines that are whole
+        objects, is rather an NDJSON record cut short without a syntax error ({"appKey":
+        "a", or cut inside a string): the head breaks as one document. A document that
+        reads on is left alone (a {"signal": line, then its object); so is one whose first
+        key is "signals", which its refusal places better than NDJSON's findings would."""
+        if _first_key(first_line) == "signals":
             return False
         try:  # not `whole`: a document that merely ends early is refused as truncated
             _parse_head(text, self._bom, False)
