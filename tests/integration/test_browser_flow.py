@@ -100,9 +100,10 @@ def test_a_marketer_uploads_previews_sends_a_test_import_and_finds_it_in_history
     while time.monotonic() < deadline:
         if page.locator(".meta .status-completed").count():
             break
-        percent = page.locator(".pct")
-        if percent.count():
-            seen.append(int(percent.first.inner_text().strip(" %")))
+        # All at once and without waiting: the bar may be swapped out between two calls.
+        shown = page.locator(".pct").all_inner_texts()
+        if shown:
+            seen.append(int(shown[0].strip(" %")))
             if len(seen) == 1:
                 page.screenshot(path=ARTIFACTS / "flow-2-sending.png", full_page=True)
         time.sleep(0.3)
