@@ -241,8 +241,8 @@ def test_an_ndjson_line_nested_too_deeply_is_a_finding_not_a_traceback(tmp_path:
     result = run_process(str(path))
     assert result.returncode == 1, result.stderr
     finding, summary = (json.loads(line) for line in result.stdout.splitlines())
-    assert (finding["signal"], finding["line"], finding["code"]) == (1, 2, "syntax")
-    assert "nested too deeply" in finding["message"]
+    assert (finding["signal"], finding["line"], finding["code"]) == (1, 2, "too_large")
+    assert "nested more than 1,024 levels deep" in finding["message"]
     assert summary["summary"]["rejected"] == 1
     assert result.stderr == ""
 

@@ -42,7 +42,12 @@ def read_all(path: Path, **limits: int) -> tuple[SignalFile, list[Record]]:
 
 
 def values(path: Path) -> list[Any]:
-    return [record.value for record in read_all(path)[1]]
+    """The records as Python objects (JSON records come as their text)."""
+    return [parsed(record) for record in read_all(path)[1]]
+
+
+def parsed(record: Record) -> Any:
+    return record.value if record.raw is None else json.loads(record.raw)
 
 
 def refusal(path: Path, **limits: int) -> str:
@@ -61,12 +66,11 @@ def test_it_streams_a_json_array_of_envelopes_wrappers_and_anything_else(
     data = json.dumps([ENVELOPE, {"signal": OTHER}, 42, "text"], indent=2).encode()
     signal_file, records = read_all(write(tmp_path, data, gz=gz))
     assert (signal_file.format, signal_file.compressed) == ("json-array", gz)
-    assert records == [
-        Record(0, None, None, ENVELOPE),
-        Record(1, None, None, {"signal": OTHER}),
-        Record(2, None, None, 42),
-        Record(3, None, None, "text"),
-    ]
+    # Each record is its text as written, like an NDJSON line (no line number).
+    expected = [ENVELOPE, {"signal": OTHER}, 42, "text"]
+    assert [(r.index, r.line, r.value) for r in records] == [(i, None, None) for i in range(4)]
+    assert [json.loads(r.raw or b"") for r in records] == expected
+    assert records[0].raw == json.dumps(ENVELOPE, indent=2).replace("\n", "\n  ").encode()
 
 
 def test_it_reads_json_numbers_as_int_and_float(tmp_path: Path) -> None:
@@ -89,7 +93,7 @@ def test_it_streams_the_signals_key_of_an_object(
     data = json.dumps({"signals": [ENVELOPE, OTHER], "note": "ignored"}, indent=indent)
     signal_file, records = read_all(write(tmp_path, data.encode(), gz=gz))
     assert signal_file.format == "json-signals"
-    assert [record.value for record in records] == [ENVELOPE, OTHER]
+    assert [parsed(record) for record in records] == [ENVELOPE, OTHER]
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -99,7 +103,8 @@ def test_it_reads_one_pretty_printed_envelope_or_wrapper(
 ) -> None:
     signal_file, records = read_all(write(tmp_path, json.dumps(record, indent=4).encode(), gz=gz))
     assert signal_file.format == "json-single"
-    assert records == [Record(0, None, None, record)]
+    assert [parsed(r) for r in records] == [record]
+    assert records[0].raw == json.dumps(record, indent=4).encode()
 
 
 def test_it_tells_formats_from_content_not_from_the_file_name(tmp_path: Path) -> None:
@@ -178,7 +183,7 @@ def test_documents_whose_first_line_opens_them_stay_documents(tmp_path: Path, gz
     wrapper = b'{"signal":\n' + line + b"\n}\n"
     signal_file, records = read_all(write(tmp_path, wrapper, gz=gz, name="wrapper"))
     assert signal_file.format == "json-single"
-    assert [record.value for record in records] == [{"signal": ENVELOPE}]
+    assert [parsed(record) for record in records] == [{"signal": ENVELOPE}]
     # Truncated or broken, they are refused where they end or break, not read as NDJSON.
     assert refusal(write(tmp_path, wrapper[:-2], gz=gz, name="cut")).startswith(
         "the JSON ends early"
@@ -203,7 +208,7 @@ def test_a_signals_document_with_one_signal_per_line_is_not_ndjson(tmp_path: Pat
     data = b'{"signals": [\n' + line + b",\n" + line + b"\n]}\n"
     signal_file, records = read_all(write(tmp_path, data))
     assert signal_file.format == "json-signals"
-    assert [record.value for record in records] == [ENVELOPE, ENVELOPE]
+    assert [parsed(record) for record in records] == [ENVELOPE, ENVELOPE]
     single = b'{"signals": [\n' + line + b"\n]}\n"
     assert read_all(write(tmp_path, single, name="one"))[0].format == "json-signals"
 
@@ -370,10 +375,14 @@ def test_it_reads_csv_saved_with_semicolons_or_tabs(tmp_path: Path, delimiter: s
     assert values(write(tmp_path, data)) == [{"appKey": "a", "signalContent": {"unitPrice": 1.5}}]
 
 
-def test_it_reads_a_csv_with_only_a_header_as_no_records(tmp_path: Path) -> None:
-    signal_file, records = read_all(write(tmp_path, b"appKey,signalContent.url\r\n"))
-    assert signal_file.format == "csv"
-    assert records == []
+@pytest.mark.parametrize("rows", [b"", b",\r\n,\r\n"])
+def test_it_refuses_a_csv_with_a_header_and_no_rows_like_an_empty_file(
+    tmp_path: Path, rows: bytes
+) -> None:
+    path = write(tmp_path, b"appKey,signalContent.url\r\n" + rows)
+    with open_signal_file(path) as signal_file:
+        assert signal_file.format == "csv"
+    assert refusal(path) == "the CSV has its header row but no signals in the rows after it"
 
 
 def csv_text(columns: dict[str, str]) -> bytes:
@@ -567,26 +576,43 @@ def test_it_refuses_a_truncated_pretty_printed_document(tmp_path: Path) -> None:
     assert refusal(write(tmp_path, data)).startswith(f"the JSON ends early at byte {len(data)}")
 
 
-def test_it_places_invalid_json_at_its_byte_and_line(tmp_path: Path) -> None:
-    data = b'[{"appKey": "a"},\n {"appKey": tru}]'
-    fault = data.index(b"}]")  # yajl stops at the "}" that ends the bad literal
+def test_a_json_record_that_is_not_json_is_kept_for_the_engine(tmp_path: Path) -> None:
+    # As an NDJSON line that is not JSON: the engine reports it, the others are judged.
+    data = b'[{"appKey": "a"},\n {"appKey": tru}, {"appKey": "\\ud800"}, {"appKey": "b"}]'
+    assert [r.raw for r in read_all(write(tmp_path, data))[1]] == [
+        b'{"appKey": "a"}',
+        b'{"appKey": tru}',
+        b'{"appKey": "\\ud800"}',
+        b'{"appKey": "b"}',
+    ]
+
+
+def test_it_places_a_fault_of_the_array_at_its_byte_and_line(tmp_path: Path) -> None:
+    data = b'[{"appKey": "a"},\n {"appKey": "b"} {"appKey": "c"}]'
+    fault = data.index(b'{"appKey": "c"}')
     assert refusal(write(tmp_path, data)) == (
-        f"the JSON is invalid at byte {fault} (line 2, after '{{\"appKey\": tru'): "
-        "invalid string in json text"
+        f'the JSON is invalid at byte {fault} (line 2, after \'{{"appKey": "b"}}\'): '
+        "expected a comma or ] after signal 1"
     )
 
 
-def test_it_places_invalid_json_far_into_a_large_file(tmp_path: Path) -> None:
+def test_it_places_a_fault_of_the_array_far_into_a_large_file(tmp_path: Path) -> None:
     good = json.dumps([ENVELOPE] * 3000, indent=2).encode()
-    broken_at = good.index(b'"url"', 200_000)  # past the first chunks ijson reads
-    data = good[:broken_at] + b"#" + good[broken_at:]
+    comma = good.index(b"},\n  {", 600_000) + 1  # past the first reads of 256 KB
+    data = good[:comma] + good[comma + 1 :]  # a comma left out
     message = refusal(write(tmp_path, data))
-    line = data.count(b"\n", 0, broken_at) + 1
-    # yajl points just past the character it could not take.
+    fault = data.index(b"{", comma)
+    line = data.count(b"\n", 0, fault) + 1
+    before = good.count(b"\n  {", 0, comma) - 1  # the signal the comma followed
     assert message == (
-        f"the JSON is invalid at byte {broken_at + 1} (line {line}, after '#'): "
-        "invalid char in json text"
+        f"the JSON is invalid at byte {fault} (line {line}): expected a comma or ] after "
+        f"signal {before}"
     )
+
+
+def test_a_comma_before_the_closing_bracket_is_refused(tmp_path: Path) -> None:
+    data = json.dumps([ENVELOPE]).encode()[:-1] + b",\n]"
+    assert refusal(write(tmp_path, data)).endswith("a comma right before ] (no signal follows it)")
 
 
 def test_it_refuses_json_with_trailing_garbage(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from django.conf import settings
 
 from signals_app.models import ImportFinding, RejectedSignal, SignalImport
-from signals_app.services.records import dumps
+from signals_app.services.records import dumps, one_line
 from signals_app.services.upload import import_file_path
 from signals_app.validation.readers import Record, open_signal_file
 
@@ -84,7 +84,7 @@ def iter_valid_records(signal_import: SignalImport) -> Iterator[Record]:
 def iter_valid_signals(signal_import: SignalImport) -> Iterator[tuple[int, bytes]]:
     """(index, JSON text) of each valid signal, in file order, as found in the file."""
     for record in iter_valid_records(signal_import):
-        yield record.index, record.raw if record.raw is not None else dumps(record.value)
+        yield record.index, one_line(record.raw) if record.raw is not None else dumps(record.value)
 
 
 def valid_signals_ndjson(signal_import: SignalImport) -> Iterator[bytes]:

@@ -25,7 +25,13 @@ from django.db import transaction
 from connectadmin.models import AppKey
 from signals_app.models import ImportStatus, SignalImport, audit
 from signals_app.services.errors import ImportRefused
-from signals_app.services.records import NOT_PARSED, dumps, record_value, validation_tier
+from signals_app.services.records import (
+    NOT_PARSED,
+    dumps,
+    one_line,
+    record_value,
+    validation_tier,
+)
 from signals_app.services.upload import (
     import_file_path,
     imports_dir,
@@ -388,11 +394,11 @@ def _write_fixed_file(
                 )
             # Clean signals (the fast path says so) are copied as they are.
             if record.raw is not None and fast.check_json(record.raw) is not None:
-                out.write(record.raw + b"\n")
+                out.write(one_line(record.raw) + b"\n")
                 continue
             value = record_value(record)
-            if value is NOT_PARSED:
-                out.write((record.raw or b"") + b"\n")  # kept, still broken: indexes hold
+            if value is NOT_PARSED:  # kept, still broken: indexes hold
+                out.write(one_line(record.raw or b"") + b"\n")
                 continue
             if record.raw is None and fast.check_value(value) is not None:
                 out.write(dumps(value) + b"\n")

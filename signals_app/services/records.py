@@ -37,6 +37,16 @@ def loads(text: bytes | str) -> Any:
         return NOT_PARSED
 
 
+_LINE_BREAKS_AS_SPACES = bytes.maketrans(b"\r\n", b"  ")
+
+
+def one_line(raw: bytes) -> bytes:
+    """A record's text on one line, for NDJSON written from it: a JSON record may be
+    pretty-printed over several lines. JSON allows line breaks only between tokens, where
+    a space does as well; a broken record stays as broken, on one line."""
+    return raw.translate(_LINE_BREAKS_AS_SPACES) if b"\n" in raw or b"\r" in raw else raw
+
+
 def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value)

@@ -43,10 +43,9 @@ Clean = tuple[str, bool]
 NOT_SURE, CLEAN, CLEAN_CONTACT_KEY_ONLY = 0, 1, 2
 
 _FINITE = Meta(ge=-sys.float_info.max, le=sys.float_info.max)
-# Integers that ijson's parser (yajl) also takes: it refuses a JSON array holding a wider
-# one, which msgspec and orjson would read. Such a record is not called clean here, so a
-# JSON array judged in parts (validate.py) never waves one through. An integer written
-# in a number field is no longer read as a float, which changes no verdict.
+# Integers of 64 bits at most: a wider one is not called clean here but judged by the
+# engine, which reads it exactly (parse_json). An integer written in a number field is
+# not read as a float, which changes no verdict.
 _Int64 = Annotated[int, Meta(ge=-(2**63) + 1, le=2**63 - 1)]
 # Non-empty is checked in C; "not blank" (all whitespace) after the decode with
 # str.isspace, the engine's own test, because a regex pattern here costs half the speed.

@@ -32,6 +32,9 @@ class Code(StrEnum):
     UNKNOWN_FIELD = "unknown_field"  # Connect ignores the field
     AMBIGUOUS = "ambiguous"  # more than one identifiable attribute
     SYNTAX = "syntax"  # documented addition: the record itself is not valid JSON
+    # Documented addition: the record passes a reading limit (SPEC §5: nested deeper than
+    # 1,024 levels, a number of more than 4,300 digits), so it is not read further.
+    TOO_LARGE = "too_large"
 
 
 # Issue and Finding are named tuples: as immutable as a frozen dataclass, and half as

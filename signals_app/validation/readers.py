@@ -60,9 +60,7 @@ while iterating, after the records before them.
 
 from __future__ import annotations
 
-import ast
 import codecs
-import contextlib
 import csv
 import gzip
 import io
@@ -70,23 +68,36 @@ import math
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import compress
 from types import TracebackType
-from typing import IO, Any, Final, cast
+from typing import IO, Any, Final
 
-import ijson
 import orjson
 
+from signals_app.validation.errors import UnreadableFile
+from signals_app.validation.jsondoc import (
+    ARRAY,
+    SIGNALS,
+    SINGLE,
+    WHOLE,
+    JsonDocument,
+    breaks_as_document,
+    first_key,
+    first_value_layout,
+    value_kind,
+)
 from signals_app.validation.schema import Kind, all_field_kinds
+
+__all__ = ["FORMATS", "Record", "SignalFile", "UnreadableFile", "open_signal_file"]
 
 FORMATS: Final = ("json-array", "json-signals", "json-single", "ndjson", "csv", "export-csv")
 
 _BUFFER_BYTES = 256 * 1024  # large reads keep per-call overhead low on 1 GB files
-_CHUNK_BYTES = 64 * 1024  # what ijson reads at a time
 _HEAD_BYTES = 64 * 1024  # what format detection looks at
 _TEXT_CHECK_BYTES = 1024  # NUL bytes or invalid UTF-8 in these make a file binary
+_PROBE_LINES = 5  # non-blank lines read to tell NDJSON from a JSON document
 
 _UTF8_BOM = codecs.BOM_UTF8
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -97,14 +108,10 @@ _FOREIGN_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
     (codecs.BOM_UTF16_LE, "UTF-16"),
     (codecs.BOM_UTF16_BE, "UTF-16"),
 )
+NO_CSV_ROWS: Final = "the CSV has its header row but no signals in the rows after it"
 _CSV_COLUMNS_HINT = (
     "appKey, sessionId, test, identifiableAttributes.*, signalContent.* or SIGNAL_CONTENT"
 )
-
-
-class UnreadableFile(Exception):
-    """The file cannot be read at all. str(exc) is one clear sentence saying what is wrong
-    and where (byte offset or line), without the file name (the caller prepends it)."""
 
 
 @dataclass(slots=True)
@@ -113,8 +120,8 @@ class Record:
 
     index: int  # signal number, from 0, in file order
     line: int | None  # 1-based line where the record starts (NDJSON and CSV only)
-    raw: bytes | None  # NDJSON: the line's bytes, stripped; else None
-    value: Any  # JSON / CSV: the record as Python objects; NDJSON: None
+    raw: bytes | None  # JSON and NDJSON: the record's text as in the file; CSV: None
+    value: Any  # CSV: the record as Python objects; JSON and NDJSON: None
 
 
 def open_signal_file(
@@ -232,11 +239,11 @@ class SignalFile:
         if self.format == "ndjson":
             return self._ndjson_records(stream)
         if self.format == "json-array":
-            return self._json_records(stream, "item")
+            return self._json_records(stream, ARRAY)
         if self.format == "json-signals":
-            return self._json_records(stream, "signals.item")
+            return self._json_records(stream, SIGNALS)
         if self.format == "json-single":
-            return self._json_records(stream, "")
+            return self._json_records(stream, SINGLE)
         return self._csv_records(stream)
 
     # --- reading -------------------------------------------------------------------------
@@ -268,24 +275,12 @@ class SignalFile:
                 yield Record(index, number, line, None)
                 index += 1
 
-    def _json_records(self, stream: io.BufferedReader[Any], prefix: str) -> Iterator[Record]:
-        # ijson reading a file is about three times faster than feeding its coroutine.
-        chunks = _Chunks(stream, self._bom, self._max_record_bytes)
-        index = 0
-        try:
-            for value in ijson.items(chunks, prefix, use_float=True, buf_size=_CHUNK_BYTES):
-                chunks.unfinished = 0
-                yield Record(index, None, None, value)
-                index += 1
-        except ijson.JSONError as exc:
-            if chunks.at_end and "premature EOF" in str(exc):
-                raise _ends_early(chunks.start, chunks.newlines) from None
-            raise _invalid_json(exc, chunks.chunk, chunks.start, chunks.newlines) from None
-        except _RecordTooLarge:
-            raise UnreadableFile(
-                f"signal {index} is larger than {self._max_record_bytes} bytes, the limit for "
-                f"one signal (still open at byte {chunks.start + len(chunks.chunk)})"
-            ) from None
+    def _json_records(self, stream: io.BufferedReader[Any], mode: str) -> Iterator[Record]:
+        document = JsonDocument(
+            stream.read, mode=mode, offset=self._bom, max_record_bytes=self._max_record_bytes
+        )
+        for index, raw in enumerate(document):
+            yield Record(index, None, raw, None)
 
     def _csv_records(self, stream: io.BufferedReader[Any]) -> Iterator[Record]:
         self._raise_csv_field_limit()
@@ -307,6 +302,8 @@ class SignalFile:
                 if envelope:
                     yield Record(index, start, None, envelope)
                     index += 1
+            if index == 0:
+                raise UnreadableFile(NO_CSV_ROWS)
         except UnicodeDecodeError as exc:
             raise UnreadableFile(
                 f"line {reader.line_num + 1} is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}"
@@ -344,21 +341,16 @@ class SignalFile:
             )
         whole = len(head) < _HEAD_BYTES  # the head is the whole content
         if stripped[:1] == b"[":
-            _parse_head(text, self._bom, whole)
-            return "json-array"
+            return "json-array"  # what is wrong with it shows while reading it
         if stripped[:1] == b"{":
-            return self._detect_object(text, whole)
+            return self._detect_object(text)
         csv_format = self._detect_csv(stripped)
         if csv_format:
             return csv_format
-        try:
-            events = _parse_head(text, self._bom, whole)
-        except UnreadableFile:
-            events = []
-        if events and events[0][1] in _SCALAR_NAMES:
+        kind = value_kind(stripped)
+        if kind and not breaks_as_document(stripped, whole=whole):
             raise UnreadableFile(
-                f"the top level is {_SCALAR_NAMES[events[0][1]]}; "
-                "expected an array of signals or an object"
+                f"the top level is {kind}; expected an array of signals or an object"
             )
         first_line = stripped.split(b"\n", 1)[0].strip().decode(errors="replace")
         preview = first_line if len(first_line) <= 60 else first_line[:57] + "..."
@@ -367,7 +359,7 @@ class SignalFile:
             f"and as a CSV header it names none of the columns {_CSV_COLUMNS_HINT}"
         )
 
-    def _detect_object(self, text: bytes, whole: bool) -> str:
+    def _detect_object(self, text: bytes) -> str:
         """NDJSON, or a JSON document whose first key decides between json-signals and
         json-single (see the module docstring)."""
         lines, too_long = self._first_lines()
@@ -375,42 +367,33 @@ class SignalFile:
         if first is not None and next(iter(first), None) != "signals":
             return "ndjson"
         if first is None and lines and not too_long:
-            layout = _first_line_layout(lines[0])
             # A first line holding a whole object that orjson refuses (a huge integer, a
-            # lone surrogate escape) starts NDJSON; so does a broken first line followed
-            # by lines that are objects. A first line that opens a document without
-            # closing it ({"signals": [, or pretty-printed JSON) starts a JSON document.
-            objects_follow = any(_json_object(line) is not None for line in lines[1:])
-            if layout == _WHOLE or (
-                objects_follow
-                and (layout == _BROKEN or self._first_record_cut_short(text, lines[0]))
+            # lone surrogate escape, a syntax error inside) starts NDJSON; so does a first
+            # line cut short followed by lines that are objects. A first line that opens
+            # a document without closing it ({"signals": [, or pretty-printed JSON)
+            # starts a JSON document.
+            key = first_key(lines[0])
+            opens_signals = key is not None and key[0] == "signals"
+            if first_value_layout(lines[0]) == WHOLE:
+                if not opens_signals:
+                    return "ndjson"
+            elif (
+                not opens_signals
+                and any(_json_object(line) is not None for line in lines[1:])
+                and breaks_as_document(text, whole=False)
             ):
                 return "ndjson"
-        events = _parse_head(text, self._bom, whole, strict=not too_long)
-        if len(events) > 1 and events[1][1] == "map_key" and events[1][2] == "signals":
-            if len(events) > 2 and events[2][1] != "start_array":
-                found = _SCALAR_NAMES.get(events[2][1], "an object")
+        key = first_key(text)
+        if key is not None and key[0] == "signals":
+            kind = value_kind(text, key[1])
+            if kind and kind != "an array":
                 raise UnreadableFile(
-                    f'the "signals" key holds {found}; expected an array of signals'
+                    f'the "signals" key holds {kind}; expected an array of signals'
                 )
             return "json-signals"
         # A first line over the record limit is refused either way; as NDJSON, the message
         # names the line.
         return "ndjson" if too_long else "json-single"
-
-    def _first_record_cut_short(self, text: bytes, first_line: bytes) -> bool:
-        """Whether a first line that opens a document, followed by lines that are whole
-        objects, is rather an NDJSON record cut short without a syntax error ({"appKey":
-        "a", or cut inside a string): the head breaks as one document. A document that
-        reads on is left alone (a {"signal": line, then its object); so is one whose first
-        key is "signals", which its refusal places better than NDJSON's findings would."""
-        if _first_key(first_line) == "signals":
-            return False
-        try:  # not `whole`: a document that merely ends early is refused as truncated
-            _parse_head(text, self._bom, False)
-        except UnreadableFile:
-            return True
-        return False
 
     def _first_lines(self) -> tuple[list[bytes], bool]:
         """The first few non-blank lines (_PROBE_LINES), stripped, and whether the first is
@@ -458,34 +441,6 @@ def _bad_csv(exc: csv.Error, start: int, line: int) -> UnreadableFile:
     return UnreadableFile(f"the CSV is malformed at line {line}: {reason}")
 
 
-class _RecordTooLarge(Exception):
-    pass
-
-
-class _Chunks:
-    """The content as ijson reads it, remembering the chunk being parsed (to place a
-    parse error) and how much was read since a record last completed."""
-
-    def __init__(self, stream: io.BufferedReader[Any], offset: int, max_record_bytes: int) -> None:
-        self._read = stream.read
-        self._max_record_bytes = max_record_bytes
-        self.chunk = b""
-        self.start = offset  # of `chunk` in the content
-        self.newlines = 0  # before `chunk`
-        self.unfinished = 0  # bytes read since a record last completed
-        self.at_end = False
-
-    def read(self, size: int) -> bytes:
-        self.start += len(self.chunk)
-        self.newlines += self.chunk.count(b"\n")
-        if self.unfinished > self._max_record_bytes:  # checked to within one chunk
-            raise _RecordTooLarge
-        self.chunk = self._read(size)
-        self.at_end = not self.chunk
-        self.unfinished += len(self.chunk)
-        return self.chunk
-
-
 # --- gzip ----------------------------------------------------------------------------------
 
 
@@ -530,13 +485,6 @@ class _Inflater(io.RawIOBase):
 
 # --- detection helpers ---------------------------------------------------------------------
 
-_SCALAR_NAMES: Final = {
-    "number": "a number",
-    "string": "a string",
-    "boolean": "a boolean",
-    "null": "null",
-}
-
 
 def _check_text(head: bytes) -> None:
     """Refuse binary files: NUL bytes or invalid UTF-8 early on."""
@@ -564,58 +512,6 @@ def _check_text(head: bytes) -> None:
         ) from None
 
 
-def _parse_head(
-    text: bytes, offset: int, whole: bool, *, strict: bool = True
-) -> list[tuple[str, str, Any]]:
-    """The JSON events of the head (`whole`: the head is the whole content). With `strict`,
-    broken JSON raises UnreadableFile now rather than after the first records; otherwise
-    it ends the events."""
-    events = ijson.sendable_list()
-    parser = ijson.parse_coro(events)
-    try:
-        parser.send(text)
-    except ijson.JSONError as exc:
-        if strict:
-            raise _invalid_json(exc, text, offset, 0) from None
-        return list(events)
-    if whole:
-        try:
-            parser.close()
-        except ijson.JSONError:
-            if strict:
-                raise _ends_early(offset + len(text), text.count(b"\n")) from None
-    return list(events)
-
-
-_PROBE_LINES = 5  # non-blank lines read to tell NDJSON from a JSON document
-_WHOLE, _OPENS, _BROKEN = "whole", "opens", "broken"
-
-
-def _first_line_layout(line: bytes) -> str:
-    """How the first line of an object-shaped file reads as JSON on its own: _WHOLE (an
-    entire object), _OPENS (the beginning of a document that goes on) or _BROKEN."""
-    events = ijson.sendable_list()
-    parser = ijson.parse_coro(events)
-    try:
-        parser.send(line)
-    except ijson.JSONError:
-        return _BROKEN
-    if any(prefix == "" and event == "end_map" for prefix, event, _ in events):
-        return _WHOLE
-    return _OPENS
-
-
-def _first_key(line: bytes) -> str | None:
-    """The first key of the object a line opens, when the line gets that far."""
-    events = ijson.sendable_list()
-    parser = ijson.parse_coro(events)
-    with contextlib.suppress(ijson.JSONError):
-        parser.send(line)
-    if len(events) > 1 and events[1][:2] == ("", "map_key"):
-        return cast(str, events[1][2])
-    return None
-
-
 def _json_object(line: bytes) -> dict[str, Any] | None:
     """The line as a JSON object, or None when it is not one."""
     if not line.startswith(b"{"):
@@ -635,64 +531,6 @@ def _is_csv_column(name: str) -> bool:
 
 def _normalized(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip()).upper()
-
-
-# --- JSON error messages -------------------------------------------------------------------
-
-_YAJL_CARET = 40  # yajl's error text puts the offending byte in this column of its context
-
-
-def _ends_early(offset: int, newlines: int) -> UnreadableFile:
-    return UnreadableFile(
-        f"the JSON ends early at byte {offset} (line {newlines + 1}); "
-        "the file seems truncated or a bracket is missing"
-    )
-
-
-def _invalid_json(exc: Exception, chunk: bytes, start: int, newlines: int) -> UnreadableFile:
-    """Turn an ijson (yajl) error into a sentence with the byte offset of the fault.
-
-    yajl reports no offset, only up to 30 bytes of context either side of it, with the
-    offending byte in a fixed column; finding that context in the chunk just parsed
-    gives the offset."""
-    message = str(exc)
-    if message.startswith(("b'", 'b"')):  # ijson could not decode yajl's bytes
-        try:
-            data = ast.literal_eval(message)
-        except (ValueError, SyntaxError):
-            data = message.encode()
-    else:
-        data = message.encode()
-    lines = data.split(b"\n")
-    reason = lines[0].decode(errors="replace").split(": ", 1)[-1].rstrip(". ")
-    where = _locate_fault(lines[1] if len(lines) > 1 else b"", chunk)
-    if where is None:
-        return UnreadableFile(f"the JSON is invalid after byte {start} ({reason})")
-    line = newlines + chunk.count(b"\n", 0, where) + 1
-    line_start = chunk.rfind(b"\n", 0, where) + 1
-    near = chunk[max(line_start, where - 20) : where].decode(errors="replace").strip()
-    place = f"line {line}, after {near!r}" if near else f"line {line}"
-    return UnreadableFile(f"the JSON is invalid at byte {start + where} ({place}): {reason}")
-
-
-def _locate_fault(context: bytes, chunk: bytes) -> int | None:
-    if len(context) < _YAJL_CARET:
-        return None
-    before, after = context[:_YAJL_CARET], context[_YAJL_CARET:]
-    text = chunk.replace(b"\n", b" ").replace(b"\r", b" ")  # as yajl shows it
-    candidates: Iterable[int] = [len(text)] if not after else _occurrences(text, after)
-    for where in candidates:
-        shown_before = text[max(0, where - 30) : where]
-        if before == shown_before.rjust(_YAJL_CARET) and len(after) == min(30, len(text) - where):
-            return where
-    return None
-
-
-def _occurrences(text: bytes, part: bytes) -> Iterator[int]:
-    where = text.find(part)
-    while where >= 0:
-        yield where
-        where = text.find(part, where + 1)
 
 
 # --- CSV rows ------------------------------------------------------------------------------

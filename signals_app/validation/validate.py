@@ -22,6 +22,7 @@ import pickle
 import re
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from signals_app.validation.engine import check_signal, unwrap
 from signals_app.validation.fastpath import CLEAN, CLEAN_CONTACT_KEY_ONLY, NOT_SURE, FastPath
 from signals_app.validation.findings import ERROR, Code, Finding, Issue, Summary
 from signals_app.validation.readers import (
+    NO_CSV_ROWS,
     Record,
     SignalFile,
     UnreadableFile,
@@ -91,7 +93,10 @@ def parse_json(raw: bytes | str) -> Any:
       so one here is inside the file (files joined with cat, say);
     - UTF-16 or UTF-32, which json.loads guesses from zero bytes: the bytes are decoded
       as the UTF-8 the file is in (surrogatepass, so a surrogate gets the message below);
-    - nesting past orjson's limit, where json.loads would raise RecursionError."""
+    - nesting past orjson's limit, where json.loads would raise RecursionError.
+
+    A record past a reading limit (SPEC §5: nested deeper than 1,024 levels, an integer
+    of more than 4,300 digits) raises TooLarge, a ValueError of its own."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -110,10 +115,28 @@ def parse_json(raw: bytes | str) -> Any:
             "it holds a \\u escape of a lone UTF-16 surrogate, which is no character"
         ) from None
     except RecursionError:
-        raise ValueError(
-            f"its arrays and objects are nested too deeply ({MAX_NESTING} levels at most)"
+        raise TooLarge(
+            f"its arrays and objects are nested more than {MAX_NESTING:,} levels deep, "
+            "the most a signal may have"
+        ) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # int(): more digits than Python's limit
+        digits = _DIGITS.search(str(exc))
+        if digits is None:
+            raise
+        raise TooLarge(
+            f"it holds a number of {int(digits.group(1)):,} digits; a signal's numbers may "
+            f"have {sys.get_int_max_str_digits():,} digits at most"
         ) from None
     return value
+
+
+class TooLarge(ValueError):
+    """A record past one of the limits that keep a file from taking a worker down."""
+
+
+_DIGITS = re.compile(r"value has (\d+) digits")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -152,6 +175,10 @@ class _Judge:
             value = parse_json(raw)
         except UnicodeDecodeError:
             raise BadEncoding(line) from None
+        except TooLarge as exc:
+            issue = Issue("", ERROR, Code.TOO_LARGE, f"the signal cannot be read: {exc}")
+            self._report(index, line, [issue], contact_key_only=False)
+            return
         except ValueError as exc:
             issue = Issue("", ERROR, Code.SYNTAX, f"the record is not valid JSON: {exc}")
             self._report(index, line, [issue], contact_key_only=False)
@@ -318,7 +345,12 @@ def _validate_parallel(
         header, header_lines, body_start = head
         points = _csv_split_points(path, body_start, workers)
         part_args = (file_format, signal_file.delimiter, header, header_lines)
-        return _run_parts(path, _validate_csv_part, points, part_args, options, sink, header_lines)
+        summary = _run_parts(
+            path, _validate_csv_part, points, part_args, options, sink, header_lines
+        )
+        if summary is not None and summary.signals == 0:
+            raise UnreadableFile(NO_CSV_ROWS)  # as the single pass says it
+        return summary
     return None
 
 
@@ -616,10 +648,6 @@ def _validate_ndjson_part(
 # What may follow each token: "S" the file's start, "[" and "]" the brackets, "E" an
 # element, "," the comma after one.
 _FOLLOWS: dict[str, str] = {"S": "[", "[": "E]", "E": ",]", ",": "E", "]": ""}
-# yajl (ijson) refuses integers beyond 64 bits that orjson reads (as floats past 64 bits):
-# an element the fast path does not call clean (it takes no such integer) with 19 digits
-# in a row after a JSON delimiter sends the file to the single pass.
-_LONG_INTEGER = re.compile(rb"[:\[,][ \t\r\n\x0b\x0c]*-?[0-9]{19}")
 
 
 def _looks_one_per_line(path: Path, bom: int) -> bool:
@@ -694,7 +722,7 @@ def _validate_json_part(
                         clean += 1
                         clean_contact_key_only += 1
                     else:
-                        if body[0] != 0x7B or _LONG_INTEGER.search(body):  # "{"
+                        if body[0] != 0x7B:  # "{"
                             raise _Unfit
                         try:
                             value = orjson.loads(body)
