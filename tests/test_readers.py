@@ -682,6 +682,56 @@ def test_it_refuses_a_gzip_that_inflates_past_the_cap(tmp_path: Path) -> None:
     )
 
 
+def test_a_gzip_of_one_signal_then_endless_newlines_is_refused_at_the_blank_limit(
+    tmp_path: Path,
+) -> None:
+    # 5 GB of newlines deflate to a few MB; read a line at a time, they would hold a worker
+    # for many minutes. Here: refused once the run passes the limit, in one buffer's time.
+    data = json.dumps(ENVELOPE).encode() + b"\n" * 3_000_000
+    message = refusal(write(tmp_path, data, gz=True), max_blank_bytes=1_000_000)
+    assert message.startswith("after byte ")
+    assert message.endswith(
+        "of the inflated data, the file holds more than 1 MB of blank space in a row (spaces "
+        "and line breaks without any signal); refused as a damaged or padded file"
+    )
+
+
+def test_ndjson_skips_blank_runs_fast_and_keeps_its_line_numbers(tmp_path: Path) -> None:
+    line = json.dumps(ENVELOPE).encode()
+    data = line + b"\n" + b" \r\n\t\n" * 200_000 + b"  " + line + b"\n\n" + line
+    records = read_all(write(tmp_path, data), max_blank_bytes=10**6)[1]
+    assert [(r.index, r.line, r.raw) for r in records] == [
+        (0, 1, line),
+        (1, 400_002, line),
+        (2, 400_004, line),
+    ]
+    assert refusal(write(tmp_path, data, name="b"), max_blank_bytes=500_000) == (
+        "after line 2, the file holds more than 500 KB of blank space in a row (spaces and "
+        "line breaks without any signal); refused as a damaged or padded file"
+    )
+
+
+def test_a_gzip_of_zero_bytes_says_how_much_it_inflates_to(tmp_path: Path) -> None:
+    small = write(tmp_path, b"\0" * 3_000_000, gz=True, name="small")
+    assert refusal(small) == (
+        "the file is gzip data that inflates to 3 MB of zero bytes and nothing else; "
+        "it holds no signals"
+    )
+    bomb = tmp_path / "bomb.gz"
+    with gzip.open(bomb, "wb") as out:
+        for _ in range(25):
+            out.write(b"\0" * 8_000_000)
+    assert refusal(bomb) == (
+        "the file is gzip data that inflates to about 200 MB of zero bytes (nothing but "
+        "zeros in the first 67 MB); refused as a gzip bomb or a zero-filled file"
+    )
+    plain = write(tmp_path, b"\0" * 100_000, name="plain")
+    assert refusal(plain) == (
+        "the file holds only zero bytes (its first 65 KB at least): it is not text; a "
+        "damaged or zero-filled file?"
+    )
+
+
 def test_it_reads_a_gzip_just_under_the_cap(tmp_path: Path) -> None:
     data = ndjson_lines(50)
     assert len(read_all(write(tmp_path, data, gz=True), max_inflated_bytes=len(data))[1]) == 50

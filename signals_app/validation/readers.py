@@ -98,6 +98,7 @@ _BUFFER_BYTES = 256 * 1024  # large reads keep per-call overhead low on 1 GB fil
 _HEAD_BYTES = 64 * 1024  # what format detection looks at
 _TEXT_CHECK_BYTES = 1024  # NUL bytes or invalid UTF-8 in these make a file binary
 _PROBE_LINES = 5  # non-blank lines read to tell NDJSON from a JSON document
+_PROBE_BYTES = 1024**2  # how far after the first line the next ones are looked for
 
 _UTF8_BOM = codecs.BOM_UTF8
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -108,6 +109,8 @@ _FOREIGN_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
     (codecs.BOM_UTF16_LE, "UTF-16"),
     (codecs.BOM_UTF16_BE, "UTF-16"),
 )
+MAX_BLANK_BYTES: Final = 64 * 10**6  # blank space in a row that a file may hold
+_BLANK_RUN: Final = re.compile(rb"[ \t\r\n]*+")
 NO_CSV_ROWS: Final = "the CSV has its header row but no signals in the rows after it"
 _CSV_COLUMNS_HINT = (
     "appKey, sessionId, test, identifiableAttributes.*, signalContent.* or SIGNAL_CONTENT"
@@ -129,6 +132,7 @@ def open_signal_file(
     *,
     max_inflated_bytes: int = 4 * 1024**3,
     max_record_bytes: int = 16 * 1024**2,
+    max_blank_bytes: int = MAX_BLANK_BYTES,
 ) -> SignalFile:
     """Open `path` and detect its format; raise UnreadableFile for what can be seen up front
     (the rest, such as a truncated gzip or broken JSON further on, surfaces while iterating).
@@ -139,7 +143,10 @@ def open_signal_file(
         raise UnreadableFile(f"the file cannot be opened ({exc.strerror or exc})") from None
     try:
         return SignalFile(
-            file, max_inflated_bytes=max_inflated_bytes, max_record_bytes=max_record_bytes
+            file,
+            max_inflated_bytes=max_inflated_bytes,
+            max_record_bytes=max_record_bytes,
+            max_blank_bytes=max_blank_bytes,
         )
     except BaseException:
         file.close()
@@ -155,11 +162,17 @@ class SignalFile:
     size: int
 
     def __init__(
-        self, file: io.BufferedReader[Any], *, max_inflated_bytes: int, max_record_bytes: int
+        self,
+        file: io.BufferedReader[Any],
+        *,
+        max_inflated_bytes: int,
+        max_record_bytes: int,
+        max_blank_bytes: int = MAX_BLANK_BYTES,
     ) -> None:
         self._file = file
         self._max_inflated_bytes = max_inflated_bytes
         self._max_record_bytes = max_record_bytes
+        self._max_blank_bytes = max_blank_bytes
         self._position_at_close = 0
         self.size = os.fstat(file.fileno()).st_size
         self.compressed = file.peek(2)[:2] == _GZIP_MAGIC
@@ -254,7 +267,8 @@ class SignalFile:
         if not self.compressed:
             return self._file
         return io.BufferedReader(
-            _Inflater(self._file, self._max_inflated_bytes), buffer_size=_BUFFER_BYTES
+            _Inflater(self._file, self._max_inflated_bytes, self._max_blank_bytes),
+            buffer_size=_BUFFER_BYTES,
         )
 
     def _ndjson_records(self, stream: io.BufferedReader[Any]) -> Iterator[Record]:
@@ -274,6 +288,33 @@ class SignalFile:
             if line:
                 yield Record(index, number, line, None)
                 index += 1
+            else:
+                number += self._skip_blank(stream, number)
+
+    def _skip_blank(
+        self, stream: io.BufferedReader[Any], line: int, *, limit: int | None = None
+    ) -> int:
+        """After a blank line, the blank space that follows, skipped a buffer at a time
+        rather than a line at a time (a file of a billion newlines takes seconds, not
+        minutes); returns the newlines skipped. Refuses a run of blank space longer than
+        `max_blank_bytes`."""
+        newlines = 0
+        run = 1
+        while data := stream.peek(1):
+            blank = _BLANK_RUN.match(data).end()  # type: ignore[union-attr]  # always matches
+            if not blank:
+                break
+            newlines += data.count(b"\n", 0, blank)
+            run += blank
+            if limit is not None:  # format detection: enough seen, or leave it to reading
+                if run > limit or run > self._max_blank_bytes:
+                    break
+            elif run > self._max_blank_bytes:
+                raise UnreadableFile(_blank_run_refusal(self._max_blank_bytes, f"line {line}"))
+            stream.read(blank)
+            if blank < len(data):
+                break
+        return newlines
 
     def _json_records(self, stream: io.BufferedReader[Any], mode: str) -> Iterator[Record]:
         document = JsonDocument(
@@ -322,6 +363,8 @@ class SignalFile:
                 if self.compressed
                 else "the file is empty"
             )
+        if head.count(0) == len(head):
+            raise UnreadableFile(self._zeros_refusal(len(head)))
         for bom, encoding in _FOREIGN_BOMS:
             if head.startswith(bom):
                 raise UnreadableFile(
@@ -397,19 +440,55 @@ class SignalFile:
 
     def _first_lines(self) -> tuple[list[bytes], bool]:
         """The first few non-blank lines (_PROBE_LINES), stripped, and whether the first is
-        longer than a record may be (then it comes alone, cut off)."""
+        longer than a record may be (then it comes alone, cut off). The lines after the
+        first are looked for in the next _PROBE_BYTES only: a million blank lines after it
+        say nothing more."""
         stream = self._content()
         stream.read(self._bom)
         limit = self._max_record_bytes + 1
         lines: list[bytes] = []
-        while len(lines) < _PROBE_LINES and (line := stream.readline(limit)):
+        budget = -1  # bytes left to read for the later lines, once the first is found
+        while len(lines) < _PROBE_LINES and budget != 0 and (line := stream.readline(limit)):
             if len(line) == limit and line[-1] != 10:
                 if not lines:
                     return [line], True
                 break  # a long later line: the lines so far decide
+            if budget > 0:
+                budget = max(budget - len(line), 0)
             if line.strip():
                 lines.append(line.strip())
+                if budget < 0:
+                    budget = _PROBE_BYTES
+            else:
+                self._skip_blank(stream, 0, limit=_PROBE_BYTES)
         return lines, False
+
+    def _zeros_refusal(self, head: int) -> str:
+        """What to say of content that starts with nothing but zero bytes: a zero-filled
+        file, or (gzip) a bomb, which deflate makes of zeros at about 1,000 to 1."""
+        if not self.compressed:
+            return (
+                f"the file holds only zero bytes (its first {_size(min(head, self.size))} at "
+                "least): it is not text; a damaged or zero-filled file?"
+            )
+        stream = self._content()
+        inflated = 0
+        while inflated < _ZEROS_PROBE_BYTES:
+            chunk = stream.read(4 * 1024**2)
+            if not chunk:
+                return (
+                    f"the file is gzip data that inflates to {_size(inflated)} of zero bytes "
+                    "and nothing else; it holds no signals"
+                )
+            if chunk.count(0) != len(chunk):
+                return f"the file is binary, not text (zero bytes from byte 0 to {inflated})"
+            inflated += len(chunk)
+        estimate = _inflated_estimate(inflated, self._file.tell(), self.size, self._file)
+        return (
+            f"the file is gzip data that inflates to about {_size(estimate)} of zero bytes "
+            f"(nothing but zeros in the first {_size(inflated)}); refused as a gzip bomb or "
+            "a zero-filled file"
+        )
 
     def _detect_csv(self, text: bytes) -> str | None:
         header_line = text.split(b"\n", 1)[0].decode(errors="replace")
@@ -448,10 +527,12 @@ class _Inflater(io.RawIOBase):
     """Decompresses a gzip stream, counting inflated bytes against a cap and turning the
     gzip module's errors into UnreadableFile."""
 
-    def __init__(self, file: IO[bytes], max_inflated_bytes: int) -> None:
+    def __init__(self, file: IO[bytes], max_inflated_bytes: int, max_blank_bytes: int) -> None:
         self._gzip = gzip.GzipFile(fileobj=file, mode="rb")
         self._max_inflated_bytes = max_inflated_bytes
+        self._max_blank_bytes = max_blank_bytes
         self._inflated = 0
+        self._blank_run = 0  # blank bytes in a row, to within one read
 
     def readable(self) -> bool:
         return True
@@ -475,6 +556,15 @@ class _Inflater(io.RawIOBase):
                 f"the gzip data inflates past {self._max_inflated_bytes} bytes; "
                 "refused as a possible gzip bomb"
             )
+        # A small gzip may inflate to gigabytes of newlines: refused once the run of blank
+        # space passes the limit, rather than read a line at a time to the inflate cap.
+        if _BLANK_RUN.match(data).end() == size:  # type: ignore[union-attr]
+            self._blank_run += size
+            if self._blank_run > self._max_blank_bytes:
+                where = f"byte {self._inflated - self._blank_run} of the inflated data"
+                raise UnreadableFile(_blank_run_refusal(self._max_blank_bytes, where))
+        else:
+            self._blank_run = 0
         buffer[:size] = data
         return size
 
@@ -484,6 +574,37 @@ class _Inflater(io.RawIOBase):
 
 
 # --- detection helpers ---------------------------------------------------------------------
+
+_ZEROS_PROBE_BYTES: Final = 64 * 1024**2  # inflated before judging a gzip of zeros
+
+
+def _inflated_estimate(inflated: int, consumed: int, size: int, file: IO[bytes]) -> int:
+    """How much a gzip of zeros inflates to, from the ratio so far; snapped to the size its
+    trailer gives modulo 4 GiB (ISIZE, exact for a single member) when that is near."""
+    estimate = inflated * size // max(consumed, 1)
+    try:
+        file.seek(-4, os.SEEK_END)
+        isize = int.from_bytes(file.read(4), "little")
+    except OSError:
+        return estimate
+    wraps = round((estimate - isize) / 2**32)
+    snapped = isize + max(wraps, 0) * 2**32
+    return snapped if abs(snapped - estimate) < estimate // 10 else estimate
+
+
+def _size(count: int) -> str:
+    """Bytes for people: 512 bytes, 64 KB, 4.0 GB (powers of 1,000, as disks count)."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}" if unit == "GB" else f"{count // scale} {unit}"
+    return f"{count} bytes"
+
+
+def _blank_run_refusal(limit: int, where: str) -> str:
+    return (
+        f"after {where}, the file holds more than {_size(limit)} of blank space in a row "
+        "(spaces and line breaks without any signal); refused as a damaged or padded file"
+    )
 
 
 def _check_text(head: bytes) -> None:

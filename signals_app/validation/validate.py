@@ -35,6 +35,7 @@ from signals_app.validation.engine import check_signal, unwrap
 from signals_app.validation.fastpath import CLEAN, CLEAN_CONTACT_KEY_ONLY, NOT_SURE, FastPath
 from signals_app.validation.findings import ERROR, Code, Finding, Issue, Summary
 from signals_app.validation.readers import (
+    MAX_BLANK_BYTES,
     NO_CSV_ROWS,
     Record,
     SignalFile,
@@ -612,9 +613,20 @@ def _validate_ndjson_part(
     clean = clean_contact_key_only = 0
     line_no = signals = 0  # before the block
     try:
+        blank_run = 0
         for lines in _line_blocks(path, start, end, max_record_bytes):
             if line_no == 0 and start == 0:
                 lines[0] = lines[0].removeprefix(BOM)
+            # A block of nothing but blank lines (no signal is under 3 bytes a line) is
+            # skipped whole; too long a run of them takes the single pass, which says so.
+            block_bytes = sum(map(len, lines))
+            if block_bytes < 3 * len(lines) and b"".join(lines).isspace():
+                blank_run += block_bytes
+                if blank_run > MAX_BLANK_BYTES:
+                    raise _Unfit
+                line_no += len(lines)
+                continue
+            blank_run = 0
             # A classifier per block: the engine may switch the fast path to wrappers.
             codes = list(map(fast.json_classifier(), lines))
             clean += codes.count(CLEAN)
