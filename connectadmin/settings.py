@@ -153,8 +153,8 @@ CELERY_RESULT_BACKEND = None
 CELERY_BEAT_SCHEDULE = {
     "resume-stalled-sends": {
         "task": "signals_app.tasks.resume_stalled_sends",
-        "schedule": 60.0,
-        "options": {"expires": 55},
+        "schedule": 15.0,
+        "options": {"expires": 14},
     }
 }
 
@@ -180,9 +180,24 @@ SIGNALS_SEND_MAX_ATTEMPTS = env_int("SIGNALS_SEND_MAX_ATTEMPTS", 6, minimum=1)
 SIGNALS_SEND_BACKOFF_SECONDS = env_int("SIGNALS_SEND_BACKOFF_MS", 500, minimum=0) / 1000
 SIGNALS_SEND_BACKOFF_CAP_SECONDS = env_int("SIGNALS_SEND_BACKOFF_CAP_MS", 30_000, minimum=0) / 1000
 SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS = env_int("SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS", 300)
-# A send whose ledger has not moved for this long is enqueued again (resume_stalled_sends).
-# Longer than the longest wait of one batch (its retries with Retry-After) and call.
-SIGNALS_SEND_STALLED_MINUTES = env_int("SIGNALS_SEND_STALLED_MINUTES", 10, minimum=1)
+# A lane of a send without a live run, quiet for this long, is enqueued again by the
+# sweep (resume_stalled_sends, every 15 s); a run shows life every few seconds.
+SIGNALS_SEND_LANE_QUIET_SECONDS = env_int("SIGNALS_SEND_LANE_QUIET_SECONDS", 30, minimum=5)
+# Poison work ends: a task whose work dies this many times in a row is given up.
+SIGNALS_TASK_MAX_STARTS = env_int("SIGNALS_TASK_MAX_STARTS", 3, minimum=1)
+# Reading an import's file runs in a child process with these limits (services.validation):
+# memory beyond the worker's own size, processor time, and the time the worker waits.
+SIGNALS_VALIDATION_MEMORY_BYTES = (
+    env_int("SIGNALS_VALIDATION_MEMORY_MB", 2048, minimum=64) * 1024**2
+)
+SIGNALS_VALIDATION_CPU_SECONDS = env_int("SIGNALS_VALIDATION_CPU_SECONDS", 15 * 60, minimum=1)
+SIGNALS_VALIDATION_MAX_SECONDS = env_int("SIGNALS_VALIDATION_MAX_SECONDS", 30 * 60, minimum=1)
+# What one import's findings and rejected records may take in the database: a base plus a
+# multiple of the file's size; the counts stay exact, the lists are shortened past it.
+SIGNALS_STORED_FINDINGS_BASE_BYTES = (
+    env_int("SIGNALS_STORED_FINDINGS_BASE_MB", 16, minimum=1) * 10**6
+)
+SIGNALS_STORED_FINDINGS_PER_FILE_BYTE = env_int("SIGNALS_STORED_FINDINGS_PER_FILE_BYTE", 4)
 # httpx timeouts in seconds; a read timeout leaves a batch's outcome unknown.
 CONNECT_TIMEOUTS = {
     "connect": env_int("CONNECT_CONNECT_TIMEOUT", 5, minimum=1),

@@ -70,6 +70,14 @@ class SignalImport(models.Model):
     contact_key_only = models.IntegerField(default=0)
     # Counts per field and code: [{"path": ..., "code": ..., "severity": ..., "count": n}].
     problem_counts = models.JSONField(default=list, blank=True)
+    # What the storage policy left out of the database (services.reading): the counts
+    # above stay exact, the lists of findings and rejected records are shortened.
+    findings_not_stored = models.IntegerField(default=0)
+    records_not_stored = models.IntegerField(default=0)
+    # Validation's progress once the file is read: the rows being stored.
+    validation_phase = models.CharField(max_length=10, blank=True)
+    rows_to_store = models.IntegerField(default=0)
+    rows_stored = models.IntegerField(default=0)
 
     # The fixes the preview offers (see services.imports.FixSuggestion), found while
     # validating so the preview never has to read the file again.
@@ -177,6 +185,45 @@ class RejectedSignal(models.Model):
         return f"rejected signal {self.signal}"
 
 
+class RejectedSet(models.Model):
+    """Which signals of an import are rejected: one byte per signal (1 rejected, 0 valid),
+    zlib-compressed. Sending and downloads skip these; RejectedSignal keeps the records of
+    only as many as the storage policy allows (imports validated before this table existed
+    have a RejectedSignal row for every rejected signal instead)."""
+
+    signal_import = models.OneToOneField(
+        SignalImport, on_delete=models.CASCADE, related_name="rejected_set"
+    )
+    flags = models.BinaryField()
+    count = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.count} rejected signals"
+
+
+class TaskStart(models.Model):
+    """How often a task's work started without finishing (services.deliveries): a task a
+    dead worker left behind comes back, and one that kills its worker every time must not
+    come back forever."""
+
+    job = models.CharField(max_length=20)  # validate, write_fixed_file, send
+    signal_import = models.ForeignKey(
+        SignalImport, on_delete=models.CASCADE, related_name="task_starts"
+    )
+    lane = models.SmallIntegerField(default=0)
+    starts = models.IntegerField(default=0)  # since the last finish
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "signal_import", "lane"], name="one_task_start")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} of import {self.signal_import_id} lane {self.lane}: {self.starts}"
+
+
 class BatchState(models.TextChoices):
     PENDING = "pending", "Pending"
     IN_FLIGHT = "in_flight", "In flight"
@@ -219,6 +266,28 @@ class ImportBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch {self.number} ({self.get_state_display()})"
+
+
+class SendLane(models.Model):
+    """One lane of an import's send (ImportBatch.lane): when its task was last enqueued and
+    when a run of it last showed life (a thread of the run writes it every few seconds,
+    whatever the run is waiting for). The sweep (sending.resume_stalled_sends) resumes a
+    lane whose run is gone within a minute; on SQLite, without advisory locks, `run_id`
+    is the lease a run holds on its lane."""
+
+    signal_import = models.ForeignKey(SignalImport, on_delete=models.CASCADE, related_name="lanes")
+    lane = models.SmallIntegerField()
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    alive_at = models.DateTimeField(null=True, blank=True)
+    run_id = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["signal_import", "lane"], name="one_send_lane")
+        ]
+
+    def __str__(self) -> str:
+        return f"lane {self.lane} of import {self.signal_import_id}"
 
 
 class AuditEvent(models.Model):

@@ -9,7 +9,6 @@ import csv
 import gzip
 import io
 import json
-import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -35,11 +34,13 @@ from signals_app.models import (
     RejectedSignal,
     SignalImport,
 )
-from signals_app.services import downloads, fixes, preview, upload, validation
+from signals_app.services import downloads, fixes, preview, reading, upload, validation
 from signals_app.services.errors import ImportRefused
+from signals_app.services.rejections import Rejections
 from signals_app.uploads import UploadSizeCap, install_upload_cap
 from signals_app.validation import validate as validate_module
-from tests.factories import make_app_key
+from signals_app.validation.processes import Forked, ReadCounters
+from tests.factories import make_account, make_app_key
 
 pytestmark = pytest.mark.django_db
 
@@ -272,34 +273,50 @@ def test_validation_stores_findings_rejected_signals_and_totals(user: Any, app_k
     ]
     rejected = {r.signal: r for r in RejectedSignal.objects.filter(signal_import=signal_import)}
     assert set(rejected) == {1, 4}
-    assert rejected[1].record == missing_currency(1)
+    # The text as in the file (keys in its order); no jsonb copy of it.
+    assert rejected[1].raw == orjson.dumps(missing_currency(1)).decode()
+    assert rejected[1].record is None
     assert rejected[1].line == 2
     assert rejected[4].record is None and rejected[4].raw == "not json at all"
-    assert {(p["path"], p["code"], p["count"]) for p in signal_import.problem_counts} == {
-        ("signalContent.currency", "required", 1),
-        ("signalContent.effect", "enum", 1),
-        ("", "syntax", 1),
+    assert {
+        (p["path"], p["code"], p["count"], p["signals"]) for p in signal_import.problem_counts
+    } == {
+        ("signalContent.currency", "required", 1, 1),
+        ("signalContent.effect", "enum", 1, 1),
+        ("", "syntax", 1, 1),
     }
+    # Which signals are rejected: one byte per signal, what sending skips.
+    assert sorted(Rejections.of(signal_import).indexes()) == [1, 4]
     assert signal_import.problem_counts[-1]["severity"] == "warning"
 
 
-def test_validation_reports_progress_on_the_row(
+def _count_then_wait(counters: ReadCounters) -> bool:
+    counters.set(0, 300, 20)  # a single reader
+    counters.set(2, 200, 10)  # and a part of a file read in parallel
+    time.sleep(1.5)
+    return True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_the_reader_counts_reaches_the_row_while_it_reads(
     user: Any, app_key: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(validation, "PROGRESS_EVERY_SECONDS", 0)
-    signal_import = create(user, app_key, ndjson(*(order(n) for n in range(600))))
-
-    with CaptureQueriesContext(connection) as queries:
-        validation.import_validate(import_id=signal_import.pk)
-
-    progress = [
-        q["sql"]
-        for q in queries.captured_queries
-        if q["sql"].startswith("UPDATE") and '"signals" = 256' in q["sql"]
-    ]
-    assert progress, "no progress update at signal 256"
-    signal_import.refresh_from_db()
-    assert signal_import.signals == 600
+    """The reader, a child process (and its parts, its children), counts what it has read
+    in memory shared with the worker, whose thread writes it to the import's row."""
+    monkeypatch.setattr(validation, "PROGRESS_EVERY_SECONDS", 0.02)
+    signal_import = create(user, app_key, ndjson(order(0)))
+    counters = ReadCounters()
+    child = Forked(_count_then_wait, (counters,))
+    seen = None
+    with validation._ReadProgress(signal_import.pk, counters, 10_000):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and seen != (500, 30):
+            time.sleep(0.02)
+            seen = SignalImport.objects.values_list("bytes_read", "signals").get(
+                pk=signal_import.pk
+            )
+        assert child.result() is True
+    assert seen == (500, 30)
 
 
 def test_findings_are_written_in_chunks(
@@ -330,8 +347,29 @@ def test_a_file_broken_further_on_keeps_nothing_half_imported(user: Any, app_key
     assert not RejectedSignal.objects.filter(signal_import=signal_import).exists()
 
 
+def test_an_app_key_outside_the_chosen_keys_account_is_an_error(user: Any, app_key: Any) -> None:
+    """SPEC §2, §5: a signal's appKey must be the chosen key or another key of the same
+    Connect account; any other would be sent with the wrong account's API key."""
+    make_app_key(key="same-account-key", account=app_key.account)
+    make_app_key(key="other-account-key", account=make_account(name="Brand B"))
+    same, other = order(1), order(2)
+    same["appKey"], other["appKey"] = "same-account-key", "other-account-key"
+    signal_import = validated(user, app_key, ndjson(order(0), same, other, {"signal": other}))
+
+    assert (signal_import.signals, signal_import.valid, signal_import.rejected) == (4, 2, 2)
+    findings = ImportFinding.objects.filter(signal_import=signal_import)
+    assert [(f.signal, f.path, f.code) for f in findings.order_by("signal")] == [
+        (2, "appKey", "other_account"),
+        (3, "appKey", "other_account"),
+    ]
+    message = findings.first().message  # type: ignore[union-attr]
+    assert 'belongs to the Connect account "Brand B"' in message
+    assert f'not to "{app_key.account.name}"' in message
+    assert sorted(Rejections.of(signal_import).indexes()) == [2, 3]
+
+
 def test_an_unregistered_app_key_in_the_file_is_an_error(user: Any, app_key: Any) -> None:
-    make_app_key(key="other-registered-key")
+    make_app_key(key="other-registered-key", account=app_key.account)
     unknown_key = order(1)
     unknown_key["appKey"] = "nobody-knows-me"
     no_key = order(2)
@@ -357,6 +395,7 @@ def test_an_unregistered_app_key_in_the_file_is_an_error(user: Any, app_key: Any
         "code": "unregistered_app_key",
         "severity": "error",
         "count": 3,
+        "signals": 3,
     } in signal_import.problem_counts
     assert set(RejectedSignal.objects.values_list("signal", flat=True)) == {1, 4, 5}
 
@@ -847,37 +886,34 @@ def test_validation_over_several_processes_stores_what_the_single_pass_does(
     app_key: Any,
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     name: str,
     content: bytes,
 ) -> None:
-    make_app_key(key="other-registered-key")
+    make_app_key(key="other-registered-key", account=app_key.account)
     single = _snapshot(validated(user, app_key, content, name))
 
     settings.SIGNALS_PARALLEL_MIN_BYTES = 0
     settings.SIGNALS_VALIDATION_WORKERS = 2
-    stitched: list[Any] = []
-    real_stitch = validate_module._stitch
-
-    def spy(*args: Any) -> Any:
-        stitched.append(args)
-        return real_stitch(*args)
-
-    monkeypatch.setattr(validate_module, "_stitch", spy)
-    forked: list[Any] = []
-    real_forked = validation.Forked
+    # The reader is a child process: what it calls is written to a file to be seen here.
+    calls = tmp_path / "calls"
+    monkeypatch.setattr(validate_module, "_stitch", _recorded(validate_module._stitch, calls))
+    real_forked = reading.Forked
 
     def forking(function: Any, args: Any) -> Any:
-        forked.append(function)
+        with calls.open("a") as out:
+            out.write(f"Forked {function.__name__}\n")
         return real_forked(function, args)
 
-    monkeypatch.setattr(validation, "Forked", forking)
+    monkeypatch.setattr(reading, "Forked", forking)
     parallel_import = create(user, app_key, content, name)
     validation.import_validate(import_id=parallel_import.pk)
     parallel = _snapshot(parallel_import)
 
-    assert stitched, "the file was not split over processes"
+    recorded = calls.read_text().splitlines()
+    assert "_stitch" in recorded, "the file was not split over processes"
     # For JSON files the app-key scan ran in a process of its own, beside the parts.
-    assert (validation._all_app_keys_registered in forked) == (not name.endswith(".csv"))
+    assert ("Forked _all_app_keys_in" in recorded) == (not name.endswith(".csv"))
     assert parallel == single
     assert single["totals"][:3] == (300, 180, 120)
     assert {f[4] for f in single["findings"]} >= {"required", "enum", "unregistered_app_key"}
@@ -888,19 +924,28 @@ def test_validation_over_several_processes_stores_what_the_single_pass_does(
 
 
 def test_a_clean_file_is_not_read_a_second_time(
-    user: Any, app_key: Any, monkeypatch: pytest.MonkeyPatch
+    user: Any, app_key: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    opened: list[Any] = []
-    real_open = validation.open_signal_file
-
-    def counting_open(*args: Any, **kwargs: Any) -> Any:
-        opened.append(args[0])
-        return real_open(*args, **kwargs)
-
-    monkeypatch.setattr(validation, "open_signal_file", counting_open)
+    calls = tmp_path / "calls"
+    monkeypatch.setattr(
+        validate_module, "validate_records", _recorded(validate_module.validate_records, calls)
+    )
+    monkeypatch.setattr(reading, "open_signal_file", _recorded(reading.open_signal_file, calls))
     signal_import = validated(user, app_key, ndjson(*(order(n) for n in range(50))))
     assert signal_import.valid == 50
-    assert len(opened) == 1
+    # Opened to tell its format, read once by the validator, not again by the follow-up.
+    assert calls.read_text().splitlines() == ["open_signal_file", "validate_records"]
+
+
+def _recorded(function: Any, calls: Path) -> Any:
+    """`function`, writing its name to `calls` at each call (from any process)."""
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        with calls.open("a") as out:
+            out.write(function.__name__ + "\n")
+        return function(*args, **kwargs)
+
+    return recorded
 
 
 @pytest.mark.parametrize(
@@ -918,26 +963,26 @@ def test_the_app_key_scan_never_vouches_for_what_it_cannot_read(
 ) -> None:
     path = tmp_path / "f.ndjson"
     path.write_bytes(ndjson(order(0)) + line + b"\n")
-    assert not validation._all_app_keys_registered(path, frozenset({"shop-key", "nobody-knows-me"}))
+    assert not reading._all_app_keys_in(path, frozenset({"shop-key", "nobody-knows-me"}))
 
 
 def test_the_app_key_scan_reads_plain_files_across_blocks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(validation, "_SCAN_BLOCK", 100)
-    monkeypatch.setattr(validation, "_SCAN_OVERLAP", 30)
+    monkeypatch.setattr(reading, "_SCAN_BLOCK", 100)
+    monkeypatch.setattr(reading, "_SCAN_OVERLAP", 30)
     content = ndjson(*(order(n) for n in range(40)))
     plain = tmp_path / "f.ndjson"
     plain.write_bytes(content)
     packed = tmp_path / "f.ndjson.gz"
     packed.write_bytes(gzip.compress(content))
     for file_path in (plain, packed):
-        assert validation._all_app_keys_registered(file_path, frozenset({"shop-key"}))
-        assert not validation._all_app_keys_registered(file_path, frozenset({"other"}))
+        assert reading._all_app_keys_in(file_path, frozenset({"shop-key"}))
+        assert not reading._all_app_keys_in(file_path, frozenset({"other"}))
     stranger = order(40)
     stranger["appKey"] = "stranger"
     plain.write_bytes(content + ndjson(stranger))
-    assert not validation._all_app_keys_registered(plain, frozenset({"shop-key"}))
+    assert not reading._all_app_keys_in(plain, frozenset({"shop-key"}))
 
 
 def test_an_escaped_unregistered_app_key_is_still_an_error(user: Any, app_key: Any) -> None:
@@ -949,32 +994,6 @@ def test_an_escaped_unregistered_app_key_is_still_an_error(user: Any, app_key: A
     assert (signal_import.valid, signal_import.rejected) == (1, 1)
     finding = ImportFinding.objects.get(signal_import=signal_import)
     assert (finding.signal, finding.code) == (1, "unregistered_app_key")
-
-
-@pytest.mark.django_db(transaction=True)
-def test_validation_over_several_processes_shows_progress_on_the_row(
-    user: Any, app_key: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The row's bytes_read follows what the validator's worker processes have read."""
-    monkeypatch.setattr(validation, "PROGRESS_EVERY_SECONDS", 0.05)
-    monkeypatch.setattr(upload, "queue_validation", lambda signal_import: None)
-    signal_import = create(user, app_key, ndjson(order(0)))
-    data = tmp_path / "data"
-    data.write_bytes(b"x" * 300_000)
-    seen: list[int] = []
-    with validation._ChildReadProgress(signal_import.pk, 10**9) as progress:
-        child = subprocess.Popen(
-            ["python3", "-c", f"import time; open({str(data)!r}, 'rb').read(); time.sleep(1)"]
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not seen:
-            time.sleep(0.05)
-            bytes_read = SignalImport.objects.get(pk=signal_import.pk).bytes_read
-            if bytes_read >= 300_000:
-                seen.append(bytes_read)
-        assert progress.bytes_read() >= 300_000
-        child.wait()
-    assert seen  # (the child's other reads, its own modules, count too)
 
 
 @pytest.mark.django_db

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from signals_app.validation import validate
+from signals_app.validation import processes, validate
 from signals_app.validation.findings import ERROR, Code, Finding, Issue, Summary
+from signals_app.validation.processes import ChildDied
 from signals_app.validation.readers import UnreadableFile
 from signals_app.validation.report import FindingBuffer
 from signals_app.validation.validate import Options, validate_file
@@ -419,7 +420,7 @@ def test_a_part_that_raises_raises_in_the_parent(tmp_path: Path) -> None:
 
 def test_a_part_whose_process_dies_is_an_error_not_a_hang(tmp_path: Path) -> None:
 
-    with pytest.raises(RuntimeError, match="stopped without an answer"):
+    with pytest.raises(ChildDied, match="was killed by signal SIGKILL without an answer"):
         validate._run_parts(Path("x"), _part_that_dies, [0, 5, 10], (), Options(), None, 0)
 
 
@@ -490,7 +491,7 @@ def test_the_parts_die_with_a_parent_that_is_killed(
     """A Celery hard time limit SIGKILLs the process validating: its parts must not run on.
     (Its run's folder stays: nothing is left to remove it; temp_folder keeps it out of
     /tmp.)"""
-    if validate._prctl() is None:
+    if processes._prctl() is None:
         pytest.skip("NOT TESTED: no prctl(PR_SET_PDEATHSIG) here (Linux only); parts outlive")
     path = tmp_path / "signals.ndjson"
     path.write_bytes(b"\n".join(ndjson_lines(mixed_records(300))) + b"\n")

@@ -33,6 +33,7 @@ from signals_app.models import (
     ImportMode,
     ImportStatus,
     RejectedSignal,
+    SendLane,
     SignalImport,
 )
 from signals_app.services import sending
@@ -614,7 +615,7 @@ def copy_of(signal_import: SignalImport) -> SignalImport:
     return copy
 
 
-def test_the_sweep_resumes_only_sends_that_stalled(
+def test_the_sweep_resumes_only_lanes_without_a_run_quiet_past_the_limit(
     imports_dir: Path,
     marketer: User,
     settings: Any,
@@ -623,39 +624,40 @@ def test_the_sweep_resumes_only_sends_that_stalled(
 ) -> None:
     from signals_app import tasks
 
-    settings.SIGNALS_SEND_STALLED_MINUTES = 10
+    settings.SIGNALS_SEND_LANE_QUIET_SECONDS = 30
     enqueued: list[tuple[int, int]] = []
     monkeypatch.setattr(
         tasks.send_import, "delay", lambda import_id, lane: enqueued.append((import_id, lane))
     )
     now = timezone.now()
-    stalled = validated_import(imports_dir, marketer)
-    alive, old_without_heartbeat, done = (copy_of(stalled) for _ in range(3))
-    SignalImport.objects.filter(pk=stalled.pk).update(
-        status=ImportStatus.SENDING, heartbeat_at=now - timedelta(minutes=11)
-    )
-    SignalImport.objects.filter(pk=alive.pk).update(
-        status=ImportStatus.SENDING, heartbeat_at=now - timedelta(minutes=9)
-    )
-    SignalImport.objects.filter(pk=old_without_heartbeat.pk).update(
-        status=ImportStatus.SENDING, send_started_at=now - timedelta(hours=1)
-    )
-    SignalImport.objects.filter(pk=done.pk).update(
-        status=ImportStatus.COMPLETED, heartbeat_at=now - timedelta(hours=1)
-    )
+    seconds_ago = lambda n: now - timedelta(seconds=n)  # noqa: E731
+    dead = validated_import(imports_dir, marketer)
+    alive, leased, queued, older, done = (copy_of(dead) for _ in range(5))
+    for signal_import in (dead, alive, leased, queued, older):
+        SignalImport.objects.filter(pk=signal_import.pk).update(
+            status=ImportStatus.SENDING, send_started_at=seconds_ago(3600)
+        )
+    SignalImport.objects.filter(pk=done.pk).update(status=ImportStatus.COMPLETED)
+    lane = SendLane.objects.create
+    lane(signal_import=dead, lane=0, enqueued_at=seconds_ago(600), alive_at=seconds_ago(40))
+    lane(signal_import=alive, lane=0, enqueued_at=seconds_ago(600), alive_at=seconds_ago(10))
+    # A run's lease, alive (SQLite has no advisory locks): left alone, whatever the times.
+    lane(signal_import=leased, lane=0, run_id="r", alive_at=timezone.now())
+    lane(signal_import=queued, lane=0, enqueued_at=seconds_ago(10))  # its task not started
+    # `older` has no lane row: a send started before lanes had rows.
 
     with django_capture_on_commit_callbacks(execute=True):
         resumed = sending.resume_stalled_sends(now=now)
     # No batch written yet: lane 0, which closes the import (or sends what appears).
-    assert sorted(resumed) == sorted([(stalled.pk, 0), (old_without_heartbeat.pk, 0)])
+    assert sorted(resumed) == sorted([(dead.pk, 0), (older.pk, 0)])
     assert sorted(enqueued) == sorted(resumed)
-    assert SignalImport.objects.get(pk=stalled.pk).heartbeat_at == now
+    assert SendLane.objects.get(signal_import=dead).enqueued_at == now
     assert AuditEvent.objects.filter(action="import.send_resumed").count() == 2
 
-    # The next sweep a minute later leaves them alone: the resumed run has its time.
+    # The next sweep, 15 s later, leaves them alone: the resumed runs have their time.
     enqueued.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        assert sending.resume_stalled_sends(now=now + timedelta(minutes=1)) == []
+        assert sending.resume_stalled_sends(now=now + timedelta(seconds=15)) == []
     assert enqueued == []
 
 
@@ -908,17 +910,46 @@ def test_the_sweep_resumes_only_the_lanes_left_without_a_run(
 
     signal_import = two_lane_import(imports_dir, marketer, settings)
     sending.import_send_run(import_id=signal_import.pk, lane=0, client=FakeClient())
-    settings.SIGNALS_SEND_STALLED_MINUTES = 10
     enqueued: list[tuple[int, int]] = []
     monkeypatch.setattr(
         tasks.send_import, "delay", lambda import_id, lane: enqueued.append((import_id, lane))
     )
     now = timezone.now()
-    SignalImport.objects.filter(pk=signal_import.pk).update(
-        heartbeat_at=now - timedelta(minutes=11)
+    # Lane 1's task was enqueued a minute ago and never showed life.
+    SendLane.objects.filter(signal_import=signal_import, lane=1).update(
+        enqueued_at=now - timedelta(minutes=1), alive_at=None
     )
     with lane_lock_held(signal_import.pk, 1):
         assert sending.resume_stalled_sends(now=now) == []  # lane 1's run is alive
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sending.resume_stalled_sends(now=now) == [(signal_import.pk, 1)]
+    assert enqueued == [(signal_import.pk, 1)]
+
+
+@pytest.mark.postgres
+def test_a_lane_whose_run_died_mid_call_is_resumed_at_the_next_sweep(
+    imports_dir: Path,
+    marketer: User,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL: a batch IN_FLIGHT in a lane whose lock is free has lost its run for
+    sure: resumed at once, however recently the run showed life."""
+    from signals_app import tasks
+
+    signal_import = two_lane_import(imports_dir, marketer, settings)
+    enqueued: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        tasks.send_import, "delay", lambda import_id, lane: enqueued.append((import_id, lane))
+    )
+    now = timezone.now()
+    SendLane.objects.filter(signal_import=signal_import).update(
+        enqueued_at=now - timedelta(minutes=1), alive_at=now - timedelta(seconds=2)
+    )
+    ImportBatch.objects.filter(signal_import=signal_import, number=2).update(
+        state=BatchState.IN_FLIGHT
+    )
     with django_capture_on_commit_callbacks(execute=True):
         assert sending.resume_stalled_sends(now=now) == [(signal_import.pk, 1)]
     assert enqueued == [(signal_import.pk, 1)]

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 from django.conf import settings
 
-from signals_app.models import ImportFinding, RejectedSignal, SignalImport
+from signals_app.models import ImportFinding, SignalImport
 from signals_app.services.records import dumps, one_line
+from signals_app.services.rejections import Rejections
 from signals_app.services.upload import import_file_path
 from signals_app.validation.readers import Record, open_signal_file
 
@@ -60,25 +61,16 @@ def error_report_csv(signal_import: SignalImport) -> Iterator[str]:
 def iter_valid_records(signal_import: SignalImport) -> Iterator[Record]:
     """The records of the valid signals, in file order, as the reader gives them.
 
-    Walks the file and the rejected indexes side by side, so neither is held in memory.
+    The rejected set is held in memory: a byte per signal of the file.
     """
     source = signal_import.validation_source
-    rejected = (
-        RejectedSignal.objects.filter(signal_import=source)
-        .order_by("signal")
-        .values_list("signal", flat=True)
-        .iterator(chunk_size=ROWS_CHUNK)
-    )
-    next_rejected = next(rejected, None)
+    rejected = Rejections.of(source)
     with open_signal_file(
         import_file_path(source), max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
     ) as signal_file:
         for record in signal_file:
-            while next_rejected is not None and next_rejected < record.index:
-                next_rejected = next(rejected, None)
-            if record.index == next_rejected:
-                continue
-            yield record
+            if record.index not in rejected:
+                yield record
 
 
 def iter_valid_signals(signal_import: SignalImport) -> Iterator[tuple[int, bytes]]:

@@ -24,6 +24,7 @@ from django.db import transaction
 
 from connectadmin.models import AppKey
 from signals_app.models import ImportStatus, SignalImport, audit
+from signals_app.services.deliveries import WRITE_FIXED_FILE, GaveUp, counted_start
 from signals_app.services.errors import ImportRefused
 from signals_app.services.records import (
     NOT_PARSED,
@@ -350,6 +351,21 @@ def import_write_fixed_file(*, import_id: int, source_id: int, fixes: list[str])
     if fixed.status != ImportStatus.UPLOADED:
         logger.info("import %s: corrected file not written (status %s)", import_id, fixed.status)
         return
+    try:
+        with counted_start(job=WRITE_FIXED_FILE, import_id=import_id):
+            _write_and_queue(fixed, source_id, fixes)
+    except GaveUp as exc:
+        SignalImport.objects.filter(pk=import_id).update(
+            status=ImportStatus.FAILED,
+            error_message=f"Writing the corrected file stopped {exc.starts} times before it "
+            "ended (its worker was killed), so it is not tried again; apply the fixes again "
+            "or ask an administrator.",
+        )
+        audit(action="import.fixes_abandoned", signal_import=fixed, starts=exc.starts)
+
+
+def _write_and_queue(fixed: SignalImport, source_id: int, fixes: list[str]) -> None:
+    import_id = fixed.pk
     destination = import_file_path(fixed)
     if not destination.exists():
         partial = imports_dir() / f"{fixed.stored_name}.part"

@@ -16,6 +16,7 @@ from django.db.models.functions import RowNumber
 
 from signals_app.models import ImportFinding, RejectedSignal, SignalImport
 from signals_app.services.records import NOT_PARSED, loads
+from signals_app.services.rejections import Rejections
 from signals_app.validation.findings import ERROR
 
 PROBLEM_EXAMPLES = 3
@@ -81,12 +82,26 @@ def import_problem_table(signal_import: SignalImport) -> list[ProblemRow]:
     """Problems by field pattern and code, errors first then by count, with the first
     examples of each: two queries, both walking one index without sorting."""
     source = signal_import.validation_source
-    groups = list(
-        ImportFinding.objects.filter(signal_import=source)
-        .values("path_pattern", "code", "severity")
-        .annotate(count=Count("id"), signals=Count("signal", distinct=True))
-        .order_by()
-    )
+    counted = source.problem_counts or []
+    if counted and all("signals" in row for row in counted):
+        # Exact, from the validator: the stored findings may be fewer (services.reading).
+        groups = [
+            {
+                "path_pattern": row["path"],
+                "code": row["code"],
+                "severity": row["severity"],
+                "count": row["count"],
+                "signals": row["signals"],
+            }
+            for row in counted
+        ]
+    else:  # an import validated before the counts of signals were kept
+        groups = list(
+            ImportFinding.objects.filter(signal_import=source)
+            .values("path_pattern", "code", "severity")
+            .annotate(count=Count("id"), signals=Count("signal", distinct=True))
+            .order_by()
+        )
     # Impact: what loses signals first, then how many signals, then how many findings.
     groups.sort(
         key=lambda g: (
@@ -211,27 +226,34 @@ def import_rejected_page(
     ):
         by_signal[signal].append(EntryFinding(f_path, f_severity, f_code, message))
         lines.setdefault(signal, line)
+    rejected = Rejections.of(source)
     entries = []
     for signal in signals:
         row = records.get(signal)
+        record, raw = _record_of(row)
         entries.append(
             RejectedEntry(
                 signal=signal,
                 line=row.line if row is not None else lines.get(signal),
-                rejected=row is not None,
-                record=_in_file_order(row) if row is not None else None,
-                raw=row.raw if row is not None and row.record is None else "",
+                rejected=signal in rejected,
+                record=record,
+                raw=raw,
                 findings=by_signal[signal],
             )
         )
     return RejectedPage(entries=entries, next_after=signals[-1] if has_more else None)
 
 
-def _in_file_order(row: RejectedSignal) -> Any:
-    """The rejected record with its keys in the file's order, from its JSON text in `raw`
-    (`record` is jsonb on PostgreSQL, which puts shorter keys first). Rows stored before the
-    text was kept for JSON records have `record` only."""
-    if row.record is None or not row.raw:
-        return row.record
+def _record_of(row: RejectedSignal | None) -> tuple[Any, str]:
+    """(the record with its keys in the file's order, or None; its text when it is not
+    JSON) from the stored row: `raw` holds the text as in the file. Rows stored before
+    that have `record` (jsonb, which puts shorter keys first) and `raw` for non-JSON only.
+    No row: the record is not stored (a valid signal, or past the storage policy)."""
+    if row is None:
+        return None, ""
+    if not row.raw:
+        return row.record, ""
     value = loads(row.raw)
-    return row.record if value is NOT_PARSED else value
+    if value is NOT_PARSED:
+        return None, row.raw
+    return value, ""

@@ -25,7 +25,15 @@ Settings (defaults in brackets; tests shrink them):
 - SIGNALS_SEND_PREFETCH [4]: batches read and serialised ahead of the one in flight.
 - SIGNALS_SEND_LANES [2]: send runs per import at once (at most 8; 1 on SQLite).
 - SIGNALS_SEND_REFRESH_SECONDS [0.5]: how often a run refreshes the import's counters
-  (its heartbeat) while it sends; always again when it stops.
+  while it sends; always again when it stops.
+- SIGNALS_SEND_LANE_HEARTBEAT_SECONDS [5]: how often a run shows life on its lane's row.
+- SIGNALS_SEND_LANE_QUIET_SECONDS [30]: a lane without a live run, quiet for this long
+  (no life shown, no task enqueued), is enqueued again by the sweep; on SQLite, a run's
+  lease on its lane lapses after it.
+- SIGNALS_SEND_LANE_WAIT_SECONDS [10]: how long a second run of a lane waits for the first
+  to let go before leaving the lane to it.
+- SIGNALS_TASK_MAX_STARTS [3]: runs of one lane that may die before the send gives up
+  (services.deliveries).
 - CONNECT_TIMEOUTS [{}]: keyword arguments of `connect_client.Timeouts`.
 """
 
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import queue
 import random
@@ -40,7 +49,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -52,7 +61,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from connectadmin.roles import SEND_LIVE
@@ -62,12 +71,14 @@ from signals_app.models import (
     ImportBatch,
     ImportMode,
     ImportStatus,
-    RejectedSignal,
+    SendLane,
     SignalImport,
     audit,
 )
+from signals_app.services.deliveries import SEND, GaveUp, clear_starts, counted_start
 from signals_app.services.downloads import iter_valid_records
 from signals_app.services.errors import ImportRefused
+from signals_app.services.rejections import Rejections
 from signals_app.services.upload import import_file_path
 from signals_app.validation.engine import unwrap
 from signals_app.validation.readers import Record, open_signal_file
@@ -166,7 +177,7 @@ class _FileToSend:
 
     path: Path
     max_inflated: int
-    rejected: list[int]  # indexes from the first pending batch on, ascending
+    rejected: Rejections
     app_key: str
     test: bool
 
@@ -176,26 +187,17 @@ class _FileToSend:
         return cls(
             path=import_file_path(source),
             max_inflated=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
-            rejected=list(
-                RejectedSignal.objects.filter(signal_import=source, signal__gte=from_signal)
-                .order_by("signal")
-                .values_list("signal", flat=True)
-            ),
+            rejected=Rejections.of(source),
             app_key=signal_import.app_key.key,
             test=not signal_import.is_live,
         )
 
     def signals(self, from_signal: int) -> Iterator[tuple[int, dict[str, Any]]]:
         """As iter_valid_signals, without touching the database."""
-        rejected = iter(self.rejected)
-        next_rejected = next(rejected, None)
+        rejected = self.rejected
         with open_signal_file(self.path, max_inflated_bytes=self.max_inflated) as signal_file:
             for record in signal_file:
-                if record.index < from_signal:
-                    continue
-                while next_rejected is not None and next_rejected < record.index:
-                    next_rejected = next(rejected, None)
-                if record.index == next_rejected:
+                if record.index < from_signal or record.index in rejected:
                     continue
                 yield record.index, _sendable_record(record, app_key=self.app_key, test=self.test)
 
@@ -260,14 +262,14 @@ def import_send(
                 f"{skipped} rejected signal{'s' if skipped != 1 else ''} will be skipped and "
                 f"{source.valid} sent live: confirm that {skipped} will be skipped to go on."
             )
-        rejected = set(
-            RejectedSignal.objects.filter(signal_import=source).values_list("signal", flat=True)
-        )
+        rejected = Rejections.of(source)
         if source.signals - len(rejected) != source.valid:
             raise ImportRefused(
                 "The validation results of this file are incomplete; validate it again."
             )
-        ranges = batch_ranges(signals=source.signals, rejected=rejected, size=batch_size())
+        ranges = batch_ranges(
+            signals=source.signals, rejected=rejected.indexes(), size=batch_size()
+        )
         lanes = min(send_lanes(), len(ranges))
         ImportBatch.objects.bulk_create(
             (
@@ -316,6 +318,10 @@ def import_send(
             confirmed_skip=locked.confirmed_skip,
             lanes=lanes,
         )
+        enqueued = timezone.now()
+        SendLane.objects.bulk_create(
+            SendLane(signal_import=locked, lane=lane, enqueued_at=enqueued) for lane in range(lanes)
+        )
         for lane in range(lanes):
             transaction.on_commit(functools.partial(send_import.delay, locked.pk, lane))
     return locked
@@ -348,23 +354,27 @@ def send_lanes() -> int:
     return max(1, min(int(getattr(settings, "SIGNALS_SEND_LANES", 2)), MAX_LANES))
 
 
-def batch_ranges(
-    *, signals: int, rejected: set[int] | frozenset[int], size: int
-) -> list[tuple[int, int, int]]:
+def batch_ranges(*, signals: int, rejected: Iterable[int], size: int) -> list[tuple[int, int, int]]:
     """(first index, last index, count) of each batch of `size` valid signals, in order;
-    from the counts alone, so starting a send of a 1 GB file never re-reads it."""
+    from the counts alone, so starting a send of a 1 GB file never re-reads it. `rejected`:
+    the rejected indexes, ascending (a set is sorted here). One step per rejected signal
+    and per batch, not per signal."""
+    ascending = sorted(rejected) if isinstance(rejected, (set, frozenset)) else rejected
     ranges: list[tuple[int, int, int]] = []
     first = last = count = 0
-    for index in range(signals):
-        if index in rejected:
-            continue
-        if count == 0:
-            first = index
-        last = index
-        count += 1
-        if count == size:
-            ranges.append((first, last, count))
-            count = 0
+    start = 0  # the first index not yet placed
+    for stop in itertools.chain(ascending, (signals,)):
+        while start < min(stop, signals):  # the valid run [start, stop)
+            if count == 0:
+                first = start
+            take = min(size - count, stop - start)
+            count += take
+            start += take
+            last = start - 1
+            if count == size:
+                ranges.append((first, last, count))
+                count = 0
+        start = max(start, stop + 1)
     if count:
         ranges.append((first, last, count))
     return ranges
@@ -390,7 +400,10 @@ def _lanes_of(import_id: int) -> list[int]:
 
 
 def _run_lane(import_id: int, lane: int, client: SignalsClient | None) -> None:
-    with _run_lock(import_id, lane):
+    with _lane_run(import_id, lane) as held:
+        if not held:
+            log.info("import %s lane %s: another run holds the lane; leaving it", import_id, lane)
+            return
         signal_import = (
             SignalImport.objects.select_related("app_key__account", "promoted_from")
             .filter(pk=import_id)
@@ -400,36 +413,64 @@ def _run_lane(import_id: int, lane: int, client: SignalsClient | None) -> None:
             return
         # This lane's lock is ours: a batch of it still IN_FLIGHT lost its run, whatever
         # became of the import meanwhile (another lane may have given up).
-        if _settle_orphans(signal_import, lane):
+        orphans = _settle_orphans(signal_import, lane)
+        if orphans:
             update_counters(import_id=import_id)
         if signal_import.status != ImportStatus.SENDING:
             return  # finished, cancelled or failed: a late duplicate of the task
-        update_counters(import_id=import_id)
-        own_client = client is None
-        sender: SignalsClient = client or connect_client_for(signal_import)
-        lane_batches = ImportBatch.objects.filter(signal_import_id=import_id, lane=lane)
         try:
-            while True:
-                status, cancel = _run_state(import_id)
-                if status != ImportStatus.SENDING:
-                    return  # another lane's run gave up, or ops changed the import
-                if cancel:
-                    _finish(import_id, ImportStatus.CANCELLED)
-                    return
-                pending = list(lane_batches.filter(state=BatchState.PENDING).order_by("number"))
-                if pending:
-                    _send_batches(signal_import, pending, sender)
-                    continue
-                if _finish(import_id, ImportStatus.COMPLETED):
-                    return
-                if not lane_batches.filter(state=BatchState.PENDING).exists():
-                    return  # the other lanes' runs finish the import
-        except Exception as exc:
-            _give_up(import_id, exc)
-            raise
-        finally:
-            if own_client:
-                sender.close()
+            with counted_start(job=SEND, import_id=import_id, lane=lane) as start:
+                if orphans:
+                    # The ledger moved on (the batch the dead run was sending is settled):
+                    # runs killed one batch at a time never add up to a give-up.
+                    start.progressed()
+                _send_lane(signal_import, lane, client, on_progress=start.progressed)
+        except GaveUp as exc:
+            _give_up(
+                import_id,
+                exc,
+                message=f"Sending stopped: the worker sending lane {lane} of this import stopped "
+                f"{exc.starts} times in a row before sending a batch (killed, or out of "
+                "memory), so it is not sent further by itself; its batches still to send "
+                "stay pending. Ask an administrator to look at the worker's log.",
+            )
+
+
+def _send_lane(
+    signal_import: SignalImport,
+    lane: int,
+    client: SignalsClient | None,
+    *,
+    on_progress: Callable[[], None] | None = None,
+) -> None:
+    """Send the lane's PENDING batches until none is left (or the import stops)."""
+    import_id = signal_import.pk
+    update_counters(import_id=import_id)
+    own_client = client is None
+    sender: SignalsClient = client or connect_client_for(signal_import)
+    lane_batches = ImportBatch.objects.filter(signal_import_id=import_id, lane=lane)
+    try:
+        while True:
+            status, cancel = _run_state(import_id)
+            if status != ImportStatus.SENDING:
+                return  # another lane's run gave up, or ops changed the import
+            if cancel:
+                _finish(import_id, ImportStatus.CANCELLED)
+                return
+            pending = list(lane_batches.filter(state=BatchState.PENDING).order_by("number"))
+            if pending:
+                _send_batches(signal_import, pending, sender, on_progress=on_progress)
+                continue
+            if _finish(import_id, ImportStatus.COMPLETED):
+                return
+            if not lane_batches.filter(state=BatchState.PENDING).exists():
+                return  # the other lanes' runs finish the import
+    except Exception as exc:
+        _give_up(import_id, exc)
+        raise
+    finally:
+        if own_client:
+            sender.close()
 
 
 _ORPHAN_ERROR = (
@@ -483,28 +524,94 @@ def _lock_key(import_id: int, lane: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def _run_lock(import_id: int, lane: int) -> Iterator[None]:
-    """One run per lane of an import at a time (a redelivered task, a resend's extra
-    task). On PostgreSQL a session advisory lock, freed by the server if the worker dies;
-    SQLite is for development with one worker and one lane, so it goes without."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s, %s)", _lock_key(import_id, lane))
+def _lane_run(import_id: int, lane: int) -> Iterator[bool]:
+    """Hold the lane for this run, one run per lane at a time (a redelivered task, a
+    resend's extra task, the sweep's): True when held, False when another run held it for
+    SIGNALS_SEND_LANE_WAIT_SECONDS (that run does the work; one finishing just then lets
+    go within the wait). While held, a thread writes the lane's `alive_at` every few
+    seconds, whatever the run is waiting for.
+
+    On PostgreSQL the hold is a session advisory lock, freed by the server the moment the
+    worker's session ends; elsewhere (SQLite, for development) a lease on the lane's row
+    that lapses once `alive_at` is SIGNALS_SEND_LANE_QUIET_SECONDS old."""
+    row, _ = SendLane.objects.get_or_create(signal_import_id=import_id, lane=lane)
+    run_id = uuid.uuid4().hex
+    deadline = time.monotonic() + float(getattr(settings, "SIGNALS_SEND_LANE_WAIT_SECONDS", 10))
+    while not _take_lane(row, run_id):
+        if time.monotonic() >= deadline:
+            yield False
+            return
+        time.sleep(0.1)
+    heartbeat = _LaneHeartbeat(row.pk, run_id)
     try:
-        yield
+        yield True
     finally:
+        heartbeat.stop()
+        SendLane.objects.filter(pk=row.pk, run_id=run_id).update(run_id="", alive_at=timezone.now())
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", _lock_key(import_id, lane))
+
+
+def _take_lane(row: SendLane, run_id: str) -> bool:
+    now = timezone.now()
+    lane = SendLane.objects.filter(pk=row.pk)
+    if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", _lock_key(import_id, lane))
+            cursor.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", _lock_key(row.signal_import_id, row.lane)
+            )
+            if not cursor.fetchone()[0]:
+                return False
+    else:
+        lapsed = now - timedelta(seconds=_lane_quiet_seconds())
+        lane = lane.filter(Q(run_id="") | Q(alive_at__isnull=True) | Q(alive_at__lt=lapsed))
+    return bool(lane.update(run_id=run_id, alive_at=now))
+
+
+class _LaneHeartbeat:
+    """Writes `alive_at` on the lane's row every SIGNALS_SEND_LANE_HEARTBEAT_SECONDS from a
+    thread of its own (with its own database connection), so a run waiting on a slow call
+    or a long Retry-After still shows life and a dead one stops showing it."""
+
+    def __init__(self, lane_pk: int, run_id: str) -> None:
+        self._lane_pk = lane_pk
+        self._run_id = run_id
+        self._stop = threading.Event()
+        self._every = float(getattr(settings, "SIGNALS_SEND_LANE_HEARTBEAT_SECONDS", 5))
+        self._thread = threading.Thread(target=self._beat, name="lane-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(self._every):
+                SendLane.objects.filter(pk=self._lane_pk, run_id=self._run_id).update(
+                    alive_at=timezone.now()
+                )
+        except Exception:  # a missed beat only makes the sweep look sooner
+            log.warning("lane %s: heartbeat stopped", self._lane_pk, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _lane_quiet_seconds() -> float:
+    return float(getattr(settings, "SIGNALS_SEND_LANE_QUIET_SECONDS", 30))
 
 
 @contextlib.contextmanager
 def _try_run_lock(import_id: int, lane: int) -> Iterator[bool]:
-    """The lane's lock if no run holds it (True), else nothing (False). On SQLite, with
-    no locks, True: there a single worker runs one thing at a time."""
+    """The lane's lock if no run holds it (True), else nothing (False). On SQLite, without
+    locks, True when no run's lease on the lane is alive (see _lane_run)."""
     if connection.vendor != "postgresql":
-        yield True
+        lapsed = timezone.now() - timedelta(seconds=_lane_quiet_seconds())
+        held = SendLane.objects.filter(
+            signal_import_id=import_id, lane=lane, alive_at__gte=lapsed
+        ).exclude(run_id="")
+        yield not held.exists()
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", _lock_key(import_id, lane))
@@ -578,7 +685,11 @@ class _Prefetch:
 
 
 def _send_batches(
-    signal_import: SignalImport, pending: list[ImportBatch], client: SignalsClient
+    signal_import: SignalImport,
+    pending: list[ImportBatch],
+    client: SignalsClient,
+    *,
+    on_progress: Callable[[], None] | None = None,
 ) -> None:
     """Send these batches in order, reading the file once from the first of them; return
     early when a cancel was asked (after the current batch)."""
@@ -599,6 +710,8 @@ def _send_batches(
                 client=client,
                 body=prepared.body or None,
             )
+            if on_progress is not None:
+                on_progress()
             # The counters (an aggregate over the ledger, also the run's heartbeat)
             # every `interval` seconds rather than after every batch; the ledger is
             # still written before and after each call, and the import's status and
@@ -813,12 +926,12 @@ def _finish(import_id: int, status: str) -> bool:
     return True
 
 
-def _give_up(import_id: int, exc: Exception) -> None:
+def _give_up(import_id: int, exc: Exception, *, message: str = "") -> None:
     """The run itself broke (file gone, database error): say so on the import."""
     try:
         SignalImport.objects.filter(pk=import_id, status=ImportStatus.SENDING).update(
             status=ImportStatus.FAILED,
-            error_message=f"Sending stopped: {type(exc).__name__}: {exc}"[:2000],
+            error_message=(message or f"Sending stopped: {type(exc).__name__}: {exc}")[:2000],
             send_finished_at=timezone.now(),
         )
         update_counters(import_id=import_id)
@@ -946,6 +1059,10 @@ def batch_resend(*, batch: ImportBatch, user: User, reason: str = "") -> ImportB
         # Always enqueue: a run of its lane already going picks the batch up before it
         # finishes (see _run_lane); the extra task then waits on the lane's lock and finds
         # nothing to do.
+        clear_starts(job=SEND, import_id=signal_import.pk, lane=locked.lane)
+        SendLane.objects.update_or_create(
+            signal_import=signal_import, lane=locked.lane, defaults={"enqueued_at": timezone.now()}
+        )
         transaction.on_commit(functools.partial(send_import.delay, signal_import.pk, locked.lane))
     return locked
 
@@ -954,55 +1071,65 @@ def batch_resend(*, batch: ImportBatch, user: User, reason: str = "") -> ImportB
 
 
 def resume_stalled_sends(*, now: datetime | None = None) -> list[tuple[int, int]]:
-    """Enqueue the send again for imports in SENDING whose runs have shown no life (no batch
-    finished, no retry waited) for SIGNALS_SEND_STALLED_MINUTES: their worker died, and its
-    unacknowledged task would only come back after the broker's visibility timeout.
+    """Enqueue again the lanes of SENDING imports whose run is gone: their worker died,
+    and its unacknowledged task would only come back after the broker's visibility
+    timeout. Run every 15 seconds (celery beat), so a dead lane is resumed within a
+    minute; the ledger's guarantees are those of any run (a batch the dead run left
+    IN_FLIGHT becomes UNKNOWN, never resent by itself).
 
-    Per lane: a lane with batches still to send (or orphaned IN_FLIGHT) whose run holds
-    no lock is enqueued. The heartbeat is the import's, so a lane whose worker died is
-    resumed once the whole import has been quiet that long (its other lanes finished or
-    dead too), not while another lane still sends. On PostgreSQL a lane whose run still
-    holds its advisory lock is left alone, and a run is safe to start twice anyway (the
-    lock, then each batch claimed PENDING -> IN_FLIGHT conditionally). An import with
-    nothing left in any lane but still SENDING (its run died while closing) gets lane 0,
-    which closes it. Each resume moves the heartbeat, so a resumed run that waits in the
-    queue is not enqueued again every minute. Returns the (import id, lane) pairs
-    enqueued.
+    A lane with batches to send (or IN_FLIGHT) is resumed when no run holds it (the
+    advisory lock on PostgreSQL, the lease elsewhere) and either a batch of it is
+    IN_FLIGHT (PostgreSQL: then its run certainly died) or it showed no life — no run
+    alive, no task enqueued — for SIGNALS_SEND_LANE_QUIET_SECONDS (a task may wait in the
+    queue that long before it starts). An import with nothing left in any lane but still
+    SENDING (its run died while closing) gets lane 0, which closes it. Each resume is
+    claimed on the lane's row (`enqueued_at`), so two sweeps enqueue it once, and a run
+    still waiting in the queue is not enqueued again before it could start. Returns the
+    (import id, lane) pairs enqueued.
     """
     from signals_app.tasks import send_import  # the tasks module imports this one
 
     _settle_stopped_imports()
     now = now or timezone.now()
-    cutoff = now - timedelta(minutes=int(getattr(settings, "SIGNALS_SEND_STALLED_MINUTES", 10)))
-    stalled = Q(status=ImportStatus.SENDING) & (
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, send_started_at__lt=cutoff)
-    )
+    quiet = now - timedelta(seconds=_lane_quiet_seconds())
     resumed: list[tuple[int, int]] = []
-    for import_id in SignalImport.objects.filter(stalled).values_list("pk", flat=True):
-        open_lanes = sorted(
-            set(
-                ImportBatch.objects.filter(
-                    signal_import_id=import_id,
-                    state__in=(BatchState.PENDING, BatchState.IN_FLIGHT),
-                ).values_list("lane", flat=True)
+    sending = SignalImport.objects.filter(status=ImportStatus.SENDING)
+    for import_id, started in sending.values_list("pk", "send_started_at"):
+        open_lanes = dict(
+            ImportBatch.objects.filter(
+                signal_import_id=import_id, state__in=(BatchState.PENDING, BatchState.IN_FLIGHT)
             )
+            .values_list("lane")
+            .annotate(in_flight=Count("id", filter=Q(state=BatchState.IN_FLIGHT)))
+            .order_by()
         )
-        if not open_lanes and any(_run_alive(import_id, lane) for lane in _lanes_of(import_id)):
-            continue
-        lanes = [lane for lane in open_lanes or [0] if not _run_alive(import_id, lane)]
+        lanes = []
+        for lane, in_flight in sorted((open_lanes or {0: 0}).items()):
+            row, _ = SendLane.objects.get_or_create(signal_import_id=import_id, lane=lane)
+            if _run_alive(import_id, lane):
+                continue
+            certainly_dead = bool(in_flight) and connection.vendor == "postgresql"
+            # A lane row without times is a send started before lanes had rows.
+            life = max((t for t in (row.alive_at, row.enqueued_at) if t), default=started)
+            if not certainly_dead and life is not None and life > quiet:
+                continue
+            claimed = (
+                SendLane.objects.filter(pk=row.pk)
+                .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=quiet))
+                .update(enqueued_at=now)
+            )
+            if claimed:
+                lanes.append(lane)
         if not lanes:
             continue
         with transaction.atomic():
-            # Claimed by moving the heartbeat: two sweeps at once enqueue it once.
-            if not SignalImport.objects.filter(stalled, pk=import_id).update(heartbeat_at=now):
-                continue
             audit(
                 action="import.send_resumed", signal_import=SignalImport(pk=import_id), lanes=lanes
             )
             for lane in lanes:
                 transaction.on_commit(functools.partial(send_import.delay, import_id, lane))
         resumed.extend((import_id, lane) for lane in lanes)
-        log.warning("import %s: its send had stalled; lanes %s enqueued again", import_id, lanes)
+        log.warning("import %s: lanes %s had no run; enqueued again", import_id, lanes)
     return resumed
 
 
@@ -1040,14 +1167,7 @@ def import_signal_ids(signal_import: SignalImport) -> Iterator[tuple[int, str]]:
     order, streaming. The ledger keeps a batch's ids in the order of its valid signals:
     its index range minus the file's rejected signals, walked here side by side with the
     rejected indexes (neither is held in memory)."""
-    source = signal_import.validation_source
-    rejected = (
-        RejectedSignal.objects.filter(signal_import=source)
-        .order_by("signal")
-        .values_list("signal", flat=True)
-        .iterator(chunk_size=2000)
-    )
-    next_rejected = next(rejected, None)
+    rejected = Rejections.of(signal_import)
     batches = (
         signal_import.batches.filter(state=BatchState.SENT)
         .order_by("number")
@@ -1058,9 +1178,7 @@ def import_signal_ids(signal_import: SignalImport) -> Iterator[tuple[int, str]]:
         ids = iter(signal_ids)
         index = first
         while index <= last:
-            while next_rejected is not None and next_rejected < index:
-                next_rejected = next(rejected, None)
-            if index != next_rejected:
+            if index not in rejected:
                 signal_id = next(ids, None)
                 if signal_id is None:
                     break  # fewer ids than signals: only what Connect gave

@@ -93,6 +93,8 @@ class Summary:
     # when no such contact exists, which the preview says once (SPEC §2).
     contact_key_only: int = 0
     by_field: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # The signals with each of them (a signal with the same problem twice counts once).
+    signals_by_field: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def add(self, issues: list[Issue], *, contact_key_only: bool = False) -> None:
         """Count one signal and its issues."""
@@ -106,6 +108,10 @@ class Summary:
             else:
                 self.warnings += 1
             by_field[(path_pattern(path), str(code), severity)] += 1
+        if issues:
+            self.signals_by_field.update(
+                {(path_pattern(path), str(code), severity) for path, severity, code, _ in issues}
+            )
         if rejected:
             self.rejected += 1
         else:
@@ -121,6 +127,7 @@ class Summary:
         self.warnings += other.warnings
         self.contact_key_only += other.contact_key_only
         self.by_field.update(other.by_field)
+        self.signals_by_field.update(other.signals_by_field)
 
     def as_dict(self) -> dict[str, int]:
         """The summary line of the report contract (SPEC §5)."""

@@ -11,29 +11,26 @@ single pass, which then gives the findings or the refusal.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import functools
 import io
 import itertools
 import json
 import os
-import pickle
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Generic, Protocol, TypeVar, cast
+from typing import IO, Any, Protocol, TypeVar
 
 import orjson
 
 from signals_app.validation.engine import check_signal, unwrap
 from signals_app.validation.fastpath import CLEAN, CLEAN_CONTACT_KEY_ONLY, NOT_SURE, FastPath
 from signals_app.validation.findings import ERROR, Code, Finding, Issue, Summary
+from signals_app.validation.processes import Forked, ReadCounters
 from signals_app.validation.readers import (
     MAX_BLANK_BYTES,
     NO_CSV_ROWS,
@@ -47,7 +44,6 @@ from signals_app.validation.schema import Tier
 
 FindingSink = Callable[[Finding], None]
 IssueWriter = Callable[[int, int | None, Issue], None]
-ProgressSink = Callable[[int, int], None]  # (bytes read, file size)
 
 DEFAULT_MAX_INFLATED = 4 * 1024**3
 BOM = b"\xef\xbb\xbf"
@@ -237,44 +233,61 @@ def validate_file(
     sink: FindingSink | None = None,
     *,
     max_inflated_bytes: int = DEFAULT_MAX_INFLATED,
-    progress: ProgressSink | None = None,
+    counters: ReadCounters | None = None,
     workers: int | None = None,
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
 ) -> Summary:
     """Validate a file, sending each finding to `sink` in file order.
 
     Uncompressed NDJSON, CSV and one-element-per-line JSON arrays of `parallel_min_bytes`
-    or more are split over `workers` processes (not when `progress` is given). A sink
+    or more are split over `workers` processes. `counters`, when given, shows the bytes
+    and signals read so far, the parts' included, to another process. A sink
     with an `add_json_lines(text)` method (see LineSink) then takes the workers' NDJSON
     lines as they are, without a Finding object per finding.
 
     Raises UnreadableFile when the file cannot be read at all; findings already sent
     for its beginning must then be discarded by the caller (the CLI buffers them).
     """
+    global _counters
     options = options or Options()
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    with open_signal_file(path, max_inflated_bytes=max_inflated_bytes) as signal_file:
-        if (
-            not signal_file.compressed
-            and workers > 1
-            and signal_file.size >= parallel_min_bytes
-            and progress is None
-        ):
-            summary = _validate_parallel(Path(path), signal_file, options, sink, workers)
-            if summary is not None:
-                return summary
-        records: Iterable[Record] = signal_file
-        if progress is not None:
-            records = _reporting(signal_file, progress)
-        return validate_records(records, options, sink)
+    _counters = counters  # the parts, forked, find them here
+    try:
+        with open_signal_file(path, max_inflated_bytes=max_inflated_bytes) as signal_file:
+            if (
+                not signal_file.compressed
+                and workers > 1
+                and signal_file.size >= parallel_min_bytes
+            ):
+                summary = _validate_parallel(Path(path), signal_file, options, sink, workers)
+                if summary is not None:
+                    return summary
+                if counters is not None:
+                    counters.clear()  # the single pass reads it all again
+            records: Iterable[Record] = signal_file
+            if counters is not None:
+                records = _counting(signal_file, counters)
+            return validate_records(records, options, sink)
+    finally:
+        _counters = None
 
 
-def _reporting(signal_file: Any, progress: ProgressSink) -> Iterator[Record]:
+_counters: ReadCounters | None = None  # of the validate_file call in progress
+
+
+def _counting(signal_file: SignalFile, counters: ReadCounters) -> Iterator[Record]:
+    count = 0
     for record in signal_file:
-        if record.index % 10_000 == 0:
-            progress(signal_file.position(), signal_file.size)
+        count += 1
+        if count % 4096 == 0:
+            counters.set(0, signal_file.position(), count)
         yield record
-    progress(signal_file.size, signal_file.size)
+    counters.set(0, signal_file.size, count)
+
+
+def _count_part(number: int, bytes_read: int, signals: int) -> None:
+    if _counters is not None:
+        _counters.set(1 + number, bytes_read, signals)
 
 
 # --- several processes -------------------------------------------------------------------
@@ -393,97 +406,6 @@ def _run_parts(
         return _stitch(results, sink, lines_before)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-class Forked(Generic[T]):
-    """`function(*args)` in a forked child, its result (or exception) pickled back through
-    a pipe. Plain os.fork rather than multiprocessing: a daemonic process — a Celery
-    prefork pool child, where imports are validated — may not start multiprocessing
-    children, and forking also spares the child importing the code again. The child
-    leaves with os._exit, so it never runs the parent's exit handlers (nor closes its
-    database connection, which the child shares).
-
-    The child dies with the parent: a Celery hard time limit SIGKILLs the parent, which
-    then cannot stop its children, and they would run on for nothing."""
-
-    def __init__(self, function: Callable[..., T], args: tuple[Any, ...]) -> None:
-        prctl = _prctl()  # looked up before forking: the child only calls it
-        parent = os.getpid()
-        read_end, write_end = os.pipe()
-        try:
-            pid = os.fork()
-        except BaseException:
-            os.close(read_end)
-            os.close(write_end)
-            raise
-        if pid == 0:  # the child
-            status = 0
-            try:
-                if prctl is not None:
-                    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-                if os.getppid() != parent:  # the parent died before the request took
-                    os._exit(1)
-                os.close(read_end)
-                try:
-                    payload = pickle.dumps((True, function(*args)))
-                except BaseException as exc:
-                    status = 1
-                    try:
-                        payload = pickle.dumps((False, exc))
-                    except Exception:
-                        payload = pickle.dumps((False, RuntimeError(repr(exc))))
-                with os.fdopen(write_end, "wb") as out:
-                    out.write(payload)
-            finally:
-                os._exit(status)
-        os.close(write_end)
-        self.pid = pid
-        self._read_end = read_end
-        self._reaped = False
-
-    def result(self) -> T:
-        read_end, self._read_end = self._read_end, -1
-        with os.fdopen(read_end, "rb") as pipe:
-            payload = pipe.read()
-        _pid, status = os.waitpid(self.pid, 0)
-        self._reaped = True
-        if not payload:
-            raise RuntimeError(
-                f"a validation worker process stopped without an answer (wait status {status})"
-            )
-        ok, value = pickle.loads(payload)
-        if not ok:
-            raise value
-        return cast(T, value)
-
-    def kill(self) -> None:
-        if self._reaped:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
-        if self._read_end >= 0:
-            os.close(self._read_end)
-            self._read_end = -1
-        self._reaped = True
-
-
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>: a signal for the process when its parent dies
-
-
-@functools.cache
-def _prctl() -> Callable[..., int] | None:
-    """libc's prctl, or None where there is none (not Linux)."""
-    try:
-        import ctypes  # here: only the split over processes needs it
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError, TypeError):
-        return None
-    prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-    prctl.restype = ctypes.c_int
-    return cast(Callable[..., int], prctl)
 
 
 def _stitch(results: list[_PartResult], sink: FindingSink | None, lines_before: int) -> Summary:
@@ -613,7 +535,7 @@ def _validate_ndjson_part(
     clean = clean_contact_key_only = 0
     line_no = signals = 0  # before the block
     try:
-        blank_run = 0
+        blank_run = read = 0
         for lines in _line_blocks(path, start, end, max_record_bytes):
             if line_no == 0 and start == 0:
                 lines[0] = lines[0].removeprefix(BOM)
@@ -625,6 +547,7 @@ def _validate_ndjson_part(
                 if blank_run > MAX_BLANK_BYTES:
                     raise _Unfit
                 line_no += len(lines)
+                read += block_bytes
                 continue
             blank_run = 0
             # A classifier per block: the engine may switch the fast path to wrappers.
@@ -644,6 +567,8 @@ def _validate_ndjson_part(
                 judge.judge_unclear_json(signals + i - blanks, line_no + i + 1, stripped)
             line_no += len(lines)
             signals += len(lines) - blanks
+            read += block_bytes
+            _count_part(number, read, signals)
     except BadEncoding as exc:
         writer.close()
         return _PartResult(judge.summary, line_no, writer.path, bad_encoding_line=exc.line)
@@ -707,7 +632,10 @@ def _validate_json_part(
         state = token
 
     try:
+        read = 0
         for block, lines in enumerate(_line_blocks(path, start, end, _JSON_LINE_MAX)):
+            read += sum(map(len, lines))
+            _count_part(number, read, index)
             if number == 0 and block == 0:
                 lines[0] = lines[0].removeprefix(BOM)
             for raw in lines:
@@ -849,6 +777,8 @@ def _validate_csv_part(
                 row_start = line_num + 1
                 line_num = base + reader.line_num
                 envelope = build(row)
+                if index & 4095 == 4095:
+                    _count_part(number, raw.tell() - start, index)
                 if envelope:
                     code = classify(envelope)
                     if code == CLEAN:

@@ -1,0 +1,440 @@
+"""Reading an import's file, in the child process that validation runs it in (see
+`validation`): the validator over the file, then one follow-up pass over the records that
+need more than their findings, everything written as files into a folder the parent then
+loads into the database. Nothing here touches the database: the child shares the parent's
+connection and must never use it.
+
+What is kept for the database follows a storage policy, so that no file can make the
+database hold more than a bounded multiple of its own size (SPEC §5): the counts per field
+and code are always exact (they are the summary's), and within `storage_budget` bytes
+(estimated per row) the findings are kept in file order, those the preview needs first —
+each signal's first finding and the first EXAMPLES of each field and code — while the
+others only fill the first half of the budget; rejected records likewise. What is not
+kept is counted.
+
+Finding codes added here (beyond the validator's, see validation.findings.Code), errors at
+``appKey`` in the import flow only (the CLI judges the file alone, SPEC §2 and §5):
+- ``unregistered_app_key``: the signal names an app key not registered in connectadmin;
+- ``other_account``: the signal names an app key of another Connect account than the
+  chosen key's, so it would be sent with the wrong account's API key.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+import orjson
+
+from signals_app.services.fixes import FIXABLE_CODES, FixSuggestion, fixes_for
+from signals_app.services.records import NOT_PARSED, record_value
+from signals_app.validation.engine import unwrap
+from signals_app.validation.findings import ERROR, Finding, Summary, path_pattern
+from signals_app.validation.processes import Forked, ReadCounters
+from signals_app.validation.readers import Record, open_signal_file
+from signals_app.validation.validate import Options, validate_file
+
+UNREGISTERED_APP_KEY = "unregistered_app_key"
+OTHER_ACCOUNT = "other_account"
+
+EXAMPLES = 20  # findings of each field and code always kept (the preview's examples)
+MAX_FIX_SUGGESTIONS = 50
+# Estimated bytes a stored row costs the database beyond its text (heap tuple, the
+# indexes): measured on PostgreSQL 15 (see tests/integration/test_poison_uploads.py).
+FINDING_ROW_BYTES = 420
+REJECTED_ROW_BYTES = 160
+ALWAYS_KEPT_RECORDS = 100  # rejected records kept whatever the budget's half says
+
+# Flags per signal index, set while the validator's findings arrive.
+_HAS_FINDING = 1
+_HAS_ERROR = 2
+_AT_APP_KEY = 4  # a finding at appKey already (no app key finding on top)
+_FIXABLE = 8  # a finding a fix may address
+_REJECTED_BYTE = bytes.maketrans(
+    bytes(range(256)), bytes(1 if b & _HAS_ERROR else 0 for b in range(256))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDirectory:
+    """The app keys a signal may name: those of the chosen key's Connect account, and
+    the other accounts' (with the account's name, for the message)."""
+
+    account: str
+    own: frozenset[str]
+    others: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadJob:
+    path: str
+    folder: str
+    options: Options
+    keys: KeyDirectory
+    max_inflated: int
+    workers: int
+    parallel_min_bytes: int
+    storage_budget: int
+
+
+@dataclass(slots=True)
+class ReadResult:
+    file_format: str
+    compressed: bool
+    summary: Summary
+    fix_suggestions: list[dict[str, Any]]
+    findings_path: str  # NDJSON: {"signal", "line", "path", "severity", "code", "message"}
+    rejected_path: str  # NDJSON: {"signal", "line", "raw"}
+    rejected_flags: bytes  # zlib: one byte per signal, 1 when rejected
+    findings_stored: int = 0
+    findings_not_stored: int = 0
+    records_stored: int = 0
+    records_not_stored: int = 0
+
+
+def read_import(job: ReadJob, counters: ReadCounters) -> ReadResult:
+    """The child's whole job (see the module docstring)."""
+    with open_signal_file(job.path, max_inflated_bytes=job.max_inflated) as signal_file:
+        file_format, compressed = signal_file.format, signal_file.compressed
+    folder = Path(job.folder)
+    keeper = _Keeper(folder, job.storage_budget)
+    keys_scan: Forked[bool] | None = None
+    if (
+        file_format in _JSON_FORMATS
+        and not compressed
+        and job.workers > 1
+        and Path(job.path).stat().st_size >= job.parallel_min_bytes
+    ):
+        # The scan of the app keys reads the whole file on one core: beside the
+        # validator's parts rather than after them.
+        keys_scan = Forked(_all_app_keys_in, (Path(job.path), job.keys.own))
+    try:
+        summary = validate_file(
+            job.path,
+            job.options,
+            keeper,
+            max_inflated_bytes=job.max_inflated,
+            counters=counters,
+            workers=job.workers,
+            parallel_min_bytes=job.parallel_min_bytes,
+        )
+        keeper.fixable.close()
+        follow_up = _FollowUp(job, keeper, summary)
+        follow_up.run(file_format, keys_known=keys_scan.result() if keys_scan else None)
+    finally:
+        keeper.close()
+        if keys_scan is not None:
+            keys_scan.kill()  # a no-op once its result is in
+    flags = keeper.flags
+    if len(flags) < summary.signals:
+        flags.extend(bytes(summary.signals - len(flags)))
+    return ReadResult(
+        file_format=file_format,
+        compressed=compressed,
+        summary=summary,
+        fix_suggestions=follow_up.fix_suggestions(),
+        findings_path=str(keeper.findings_path),
+        rejected_path=str(keeper.rejected_path),
+        rejected_flags=zlib.compress(bytes(flags[: summary.signals]).translate(_REJECTED_BYTE)),
+        findings_stored=keeper.findings_stored,
+        findings_not_stored=keeper.findings_not_stored,
+        records_stored=keeper.records_stored,
+        records_not_stored=keeper.records_not_stored,
+    )
+
+
+class _Keeper:
+    """The validator's sink: one byte of flags per signal, the fixable findings for the
+    follow-up, and what the storage policy keeps, as files."""
+
+    def __init__(self, folder: Path, budget: int) -> None:
+        self.flags = bytearray()
+        self.budget = budget
+        self.used = 0
+        self.findings_path = folder / "findings.ndjson"
+        self.rejected_path = folder / "rejected.ndjson"
+        self.fixable_path = folder / "fixable.ndjson"
+        self.findings: IO[bytes] = self.findings_path.open("wb", buffering=1 << 20)
+        self.rejected: IO[bytes] = self.rejected_path.open("wb", buffering=1 << 20)
+        self.fixable: IO[bytes] = self.fixable_path.open("wb", buffering=1 << 20)
+        self.groups: Counter[tuple[str, str]] = Counter()
+        self.last_signal = -1
+        self.findings_stored = self.findings_not_stored = 0
+        self.records_stored = self.records_not_stored = 0
+
+    def __call__(self, finding: Finding) -> None:
+        self.take(*finding)
+
+    def add_json_lines(self, text: str) -> None:
+        """The parallel path's findings, as NDJSON lines (validate.LineSink)."""
+        for line in text.splitlines():
+            data = orjson.loads(line)
+            self.take(
+                data["signal"],
+                data.get("line"),
+                data["path"],
+                data["severity"],
+                data["code"],
+                data["message"],
+            )
+
+    def take(
+        self, signal: int, line: int | None, path: str, severity: str, code: str, message: str
+    ) -> None:
+        flags = self.flags
+        if signal >= len(flags):
+            flags.extend(bytes(signal + 1 - len(flags)))
+        bits = _HAS_FINDING
+        if severity == ERROR:
+            bits |= _HAS_ERROR
+        if path == "appKey":
+            bits |= _AT_APP_KEY
+        data = {
+            "signal": signal,
+            "line": line,
+            "path": path,
+            "severity": severity,
+            "code": code,
+            "message": message,
+        }
+        if code in FIXABLE_CODES:
+            bits |= _FIXABLE
+            self.fixable.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+        flags[signal] |= bits
+        first = signal != self.last_signal
+        self.last_signal = signal
+        group = (path_pattern(path), code)
+        self.groups[group] += 1
+        needed = first or self.groups[group] <= EXAMPLES
+        cost = FINDING_ROW_BYTES + len(path) + len(message)
+        if self.used + cost <= (self.budget if needed else self.budget // 2):
+            self.used += cost
+            self.findings_stored += 1
+            self.findings.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+        else:
+            self.findings_not_stored += 1
+
+    def keep_record(self, signal: int, line: int | None, raw: str) -> None:
+        cost = REJECTED_ROW_BYTES + len(raw.encode())
+        limit = self.budget if self.records_stored < ALWAYS_KEPT_RECORDS else self.budget // 2
+        if self.used + cost <= limit:
+            self.used += cost
+            self.records_stored += 1
+            data = {"signal": signal, "line": line, "raw": raw}
+            self.rejected.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+        else:
+            self.records_not_stored += 1
+
+    def flag(self, signal: int) -> int:
+        return self.flags[signal] if signal < len(self.flags) else 0
+
+    def last_flagged(self, mask: int) -> int:
+        """The highest signal index with one of `mask`'s flags; -1 when none has."""
+        for signal in range(len(self.flags) - 1, -1, -1):
+            if self.flags[signal] & mask:
+                return signal
+        return -1
+
+    def close(self) -> None:
+        for file in (self.findings, self.rejected, self.fixable):
+            file.close()
+
+
+class _FollowUp:
+    """The second pass: one streaming walk over the file, in step with the fixable
+    findings, for the records that need more than their findings: the rejected ones (their
+    record is kept for the preview), those with a fixable finding (the fixes the preview
+    offers), and every record naming an app key outside the chosen key's account. A cheap
+    scan of the raw bytes proves most files name the account's keys only; then this pass
+    reads just up to the last record it needs, and is skipped for a file without findings.
+    """
+
+    def __init__(self, job: ReadJob, keeper: _Keeper, summary: Summary) -> None:
+        self.job = job
+        self.keeper = keeper
+        self.summary = summary
+        self.fixes: dict[str, FixSuggestion] = {}
+
+    def run(self, file_format: str, *, keys_known: bool | None = None) -> None:
+        """`keys_known`: what _all_app_keys_in said of the file, when it was asked
+        already (None: ask it here)."""
+        job = self.job
+        if keys_known is None:
+            keys_known = file_format in _JSON_FORMATS and _all_app_keys_in(
+                Path(job.path), job.keys.own
+            )
+        last = self.keeper.last_flagged(_HAS_ERROR | _FIXABLE)
+        if keys_known and last < 0:
+            return  # the common case of a clean file: nothing to read again
+        flag = self.keeper.flag
+        with (
+            self.keeper.fixable_path.open("rb") as fixable_file,
+            open_signal_file(job.path, max_inflated_bytes=job.max_inflated) as signal_file,
+        ):
+            fixable = map(orjson.loads, fixable_file)
+            pending = next(fixable, None)
+            for record in signal_file:
+                index = record.index
+                if keys_known and index > last:
+                    break
+                findings: list[Finding] = []
+                while pending is not None and pending["signal"] <= index:
+                    if pending["signal"] == index:
+                        findings.append(Finding(**pending))
+                    pending = next(fixable, None)
+                bits = flag(index)
+                if not keys_known or bits & (_HAS_ERROR | _FIXABLE):
+                    self._record(record, bits, findings)
+
+    def _record(self, record: Record, bits: int, fixable: list[Finding]) -> None:
+        rejected = bool(bits & _HAS_ERROR)
+        if not bits & _AT_APP_KEY:
+            problem = self._app_key_problem(_file_app_key(record))
+            if problem is not None:
+                code, message = problem
+                self.keeper.take(record.index, record.line, "appKey", ERROR, code, message)
+                self.summary.errors += 1
+                self.summary.by_field[("appKey", code, ERROR)] += 1
+                self.summary.signals_by_field[("appKey", code, ERROR)] += 1
+                if not rejected:
+                    self.summary.rejected += 1
+                    self.summary.valid -= 1
+                    rejected = True
+        if not rejected and not fixable:
+            return
+        value = record_value(record)
+        if rejected:
+            self.keeper.keep_record(record.index, record.line, _record_text(record, value))
+        if value is not NOT_PARSED and fixable:
+            self._count_fixes(value, fixable)
+
+    def _app_key_problem(self, app_key: Any) -> tuple[str, str] | None:
+        keys = self.job.keys
+        if not isinstance(app_key, str) or not app_key.strip() or app_key in keys.own:
+            return None
+        shown = app_key[:80]
+        other = keys.others.get(app_key)
+        if other is not None:
+            return (
+                OTHER_ACCOUNT,
+                f'appKey "{shown}" belongs to the Connect account "{other}", not to '
+                f'"{keys.account}" (the chosen key\'s): it would be sent with the wrong '
+                "account's API key; import it under a key of its own account",
+            )
+        return (
+            UNREGISTERED_APP_KEY,
+            f'appKey "{shown}" is not registered in connectadmin; correct it, or have an '
+            "administrator add the key",
+        )
+
+    def _count_fixes(self, value: Any, findings: list[Finding]) -> None:
+        seen: set[str] = set()
+        for fix in fixes_for(value, findings):
+            if fix.id in seen:
+                continue
+            seen.add(fix.id)
+            known = self.fixes.get(fix.id)
+            if known is not None:
+                self.fixes[fix.id] = _with_signals(known, known.signals + 1)
+            elif len(self.fixes) < MAX_FIX_SUGGESTIONS * 4:  # bounded: many typos, few kept
+                self.fixes[fix.id] = fix.suggestion()
+
+    def fix_suggestions(self) -> list[dict[str, Any]]:
+        fixes = sorted(self.fixes.values(), key=lambda f: (-f.signals, f.id))
+        return [asdict(f) for f in fixes[:MAX_FIX_SUGGESTIONS]]
+
+
+def _record_text(record: Record, value: Any) -> str:
+    """A rejected record's text as the preview shows it: the file's own text for JSON and
+    NDJSON (keys in the file's order), the row as JSON for CSV. PostgreSQL refuses NUL
+    characters in text, so a NUL is kept as U+FFFD."""
+    if record.raw is not None:
+        text = record.raw.decode("utf-8", errors="replace")
+    else:
+        text = orjson.dumps(value, default=str).decode()
+    return text.replace("\x00", "\ufffd").replace("\\u0000", "\ufffd")
+
+
+class _EnvelopePeek(msgspec.Struct):
+    """Just enough of a record to read its appKey: everything else is skipped in C."""
+
+    appKey: Any = None
+    signal: msgspec.Raw = msgspec.Raw(b"")
+    signalContent: msgspec.Raw = msgspec.Raw(b"")
+
+
+_peek_decoder = msgspec.json.Decoder(_EnvelopePeek)
+
+
+def _file_app_key(record: Record) -> Any:
+    """The appKey a record names (None when it names none)."""
+    if record.raw is None:
+        envelope, _ = unwrap(record.value)
+        return envelope.get("appKey") if isinstance(envelope, dict) else None
+    try:
+        peek = _peek_decoder.decode(record.raw)
+        if peek.signal and not peek.signalContent:  # the {"signal": ...} wrapper
+            peek = _peek_decoder.decode(peek.signal)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None  # not an object: the engine has reported it
+    return peek.appKey
+
+
+# The scan proving a file names the account's app keys only. Sound, not complete: anything
+# it cannot account for (an appKey written with escapes, or followed by anything but a
+# plain string, an escaped ASCII letter anywhere that could spell "appKey", a CSV file)
+# sends the follow-up pass through every record, which then decides per record.
+_APP_KEY_TOKEN = b'"appKey"'
+_APP_KEY_PAIR = re.compile(rb'"appKey"[ \t\r\n]{0,64}:[ \t\r\n]{0,64}"([^"\\]{0,1024})"')
+_ESCAPED_LETTER = re.compile(rb"\\u00(?:4[1-9A-Fa-f]|5[0-9Aa]|6[1-9A-Fa-f]|7[0-9Aa])")
+_JSON_FORMATS = frozenset({"ndjson", "json-array", "json-signals", "json-single"})
+_SCAN_BLOCK = 8 * 1024**2
+_SCAN_OVERLAP = 4096  # longer than any pair the pattern takes
+_SCAN_HEAD = 64
+
+
+def _all_app_keys_in(path: Path, keys: frozenset[str]) -> bool:
+    """True only when every appKey the file's JSON records can name is one of `keys`.
+
+    Blocks are cut after a newline, so a token never straddles two blocks; a pair that
+    does (a newline between key and value at a block's end) only costs the full pass.
+    """
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    seen: set[bytes] = set()
+    with gzip.open(path, "rb") if compressed else path.open("rb") as f:
+        carry = f.read(_SCAN_HEAD)
+        while True:
+            block = f.read(_SCAN_BLOCK)
+            data = carry + block
+            if block:
+                cut = data.rfind(b"\n", 0, len(data) - _SCAN_OVERLAP) + 1
+                if cut <= 0:
+                    cut = max(len(data) - _SCAN_OVERLAP, 0)
+            else:
+                cut = len(data)
+            if _ESCAPED_LETTER.search(data, 0, cut):
+                return False
+            pairs = _APP_KEY_PAIR.findall(data, 0, cut)
+            if data.count(_APP_KEY_TOKEN, 0, cut) != len(pairs):
+                return False
+            seen.update(pairs)
+            if not block:
+                break
+            carry = data[cut:]
+    try:
+        return all(value.decode() in keys for value in seen)
+    except UnicodeDecodeError:
+        return False
+
+
+def _with_signals(fix: FixSuggestion, signals: int) -> FixSuggestion:
+    return FixSuggestion(
+        fix.id, fix.kind, fix.path, fix.before, fix.after, signals, fix.description
+    )
