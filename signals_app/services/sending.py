@@ -1083,9 +1083,10 @@ def resume_stalled_sends(*, now: datetime | None = None) -> list[tuple[int, int]
     alive, no task enqueued — for SIGNALS_SEND_LANE_QUIET_SECONDS (a task may wait in the
     queue that long before it starts). An import with nothing left in any lane but still
     SENDING (its run died while closing) gets lane 0, which closes it. Each resume is
-    claimed on the lane's row (`enqueued_at`), so two sweeps enqueue it once, and a run
-    still waiting in the queue is not enqueued again before it could start. Returns the
-    (import id, lane) pairs enqueued.
+    claimed on the lane's row (`enqueued_at`), so two sweeps enqueue it once, and a task
+    still waiting in the queue (enqueued after the lane's last run showed life) is not
+    enqueued again before SIGNALS_SEND_LANE_QUIET_SECONDS. Returns the (import id, lane)
+    pairs enqueued.
     """
     from signals_app.tasks import send_import  # the tasks module imports this one
 
@@ -1113,9 +1114,15 @@ def resume_stalled_sends(*, now: datetime | None = None) -> list[tuple[int, int]
             life = max((t for t in (row.alive_at, row.enqueued_at) if t), default=started)
             if not certainly_dead and life is not None and life > quiet:
                 continue
+            # Not enqueued already and still waiting to start: enqueued never, long ago,
+            # or before the run that since started (and is gone).
             claimed = (
                 SendLane.objects.filter(pk=row.pk)
-                .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=quiet))
+                .filter(
+                    Q(enqueued_at__isnull=True)
+                    | Q(enqueued_at__lte=quiet)
+                    | Q(alive_at__gte=F("enqueued_at"))
+                )
                 .update(enqueued_at=now)
             )
             if claimed:
