@@ -68,8 +68,17 @@ def counted_start(*, job: str, import_id: int, lane: int = 0) -> Iterator[Start]
         raise GaveUp(row.starts - 1)
     try:
         yield Start(row)
-    finally:
-        TaskStart.objects.filter(pk=row.pk).update(starts=0, last_finished_at=timezone.now())
+    except Exception:
+        _finished(row)  # it ended, if badly: the caller says how
+        raise
+    else:
+        _finished(row)
+    # SystemExit and KeyboardInterrupt pass by: the process is going (a pool child ended by
+    # a signal), the work did not end, and this start still counts.
+
+
+def _finished(row: TaskStart) -> None:
+    TaskStart.objects.filter(pk=row.pk).update(starts=0, last_finished_at=timezone.now())
 
 
 def clear_starts(*, job: str, import_id: int, lane: int | None = None) -> None:

@@ -267,7 +267,7 @@ def _cause(exc: BaseException) -> str:
 
 def _minutes(seconds: float) -> str:
     if seconds < 120:
-        return f"{seconds:.0f} seconds"
+        return "1 second" if round(seconds) == 1 else f"{seconds:.0f} seconds"
     return f"{seconds / 60:.0f} minutes"
 
 

@@ -95,6 +95,11 @@ class Forked(Generic[T]):
                 if os.getppid() != parent:  # the parent died before the request took
                     os._exit(1)
                 os.close(read_end)
+                # The parent's handlers are not the child's: a Celery pool child turns
+                # SIGXCPU, SIGTERM and others into SystemExit, which would come back to
+                # the parent pickled and end it. The child dies of them, as it should.
+                for number in _DEFAULT_SIGNALS:
+                    signal.signal(number, signal.SIG_DFL)
                 if memory:
                     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
                 if limits is not None and limits.cpu_seconds:
@@ -144,7 +149,10 @@ class Forked(Generic[T]):
             raise ChildDied(status)
         ok, value = pickle.loads(payload)
         if not ok:
-            raise value
+            if isinstance(value, Exception):
+                raise value
+            # SystemExit, KeyboardInterrupt: the child's, never to end this process.
+            raise RuntimeError(f"the child process stopped on {value!r}")
         return cast(T, value)
 
     def kill(self) -> None:
@@ -170,6 +178,14 @@ def _address_space() -> int:
     return pages * mmap.PAGESIZE
 
 
+_DEFAULT_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in (
+        "SIGXCPU", "SIGXFSZ", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
+        "SIGALRM", "SIGVTALRM", "SIGPROF",
+    )
+    if hasattr(signal, name)
+)  # fmt: skip
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>: a signal for the process when its parent dies
 
 
