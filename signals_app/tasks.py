@@ -1,6 +1,9 @@
 """Celery entry points: thin, by id, re-runnable. The ledger makes re-running safe, which is
 why these tasks acknowledge late and are re-queued when a worker dies (SPEC §6); validation
-starts over, and the corrected file of applied fixes is renamed into place only once whole."""
+starts over, and the corrected file of applied fixes is renamed into place only once whole.
+Work that keeps killing its worker is given up after a few starts (services.deliveries), and
+validation reads the file in a child process whose death is the import's verdict, not the
+worker's (services.validation)."""
 
 from celery import shared_task
 

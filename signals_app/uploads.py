@@ -23,7 +23,7 @@ that installs the handler, and an inner view that is CSRF-protected:
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
@@ -63,6 +63,7 @@ class UploadSizeCap(FileUploadHandler):
         self.limit = limit if limit is not None else settings.IMPORT_MAX_UPLOAD_BYTES
         self._refusal: str | None = None
         self._declared_too_large = False
+        self._head: _HeadRecorder | None = None
 
     @property
     def refusal(self) -> str | None:
@@ -84,6 +85,24 @@ class UploadSizeCap(FileUploadHandler):
         # Raising StopUpload here would escape Django's parser as a server error, so the
         # verdict on the declared length is kept for new_file, where stopping is handled.
         self._declared_too_large = content_length > self.limit + FORM_OVERHEAD_BYTES
+        # Django's parser skips a part whose headers are not UTF-8 without a word: the
+        # beginning of the body is kept to tell why a file did not arrive.
+        if input_data is self.request and self.request is not None:
+            self._head = _HeadRecorder(self.request._stream)
+            self.request._stream = cast(BinaryIO, self._head)
+
+    @property
+    def file_name_unreadable(self) -> bool:
+        """Whether the body held a file part whose name is not UTF-8 (Django dropped it)."""
+        if self._head is None:
+            return False
+        for line in self._head.data.split(b"\r\n"):
+            if line[:20].lower().startswith(b"content-disposition:") and b"filename" in line:
+                try:
+                    line.decode()
+                except UnicodeDecodeError:
+                    return True
+        return False
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
         super().new_file(*args, **kwargs)
@@ -103,6 +122,29 @@ class UploadSizeCap(FileUploadHandler):
         # connection_reset: do not read (and discard) the rest of an oversized body; the
         # page should also check the file's size before sending, for the gentlest message.
         raise StopUpload(connection_reset=True)
+
+
+class _HeadRecorder:
+    """A request body stream that keeps a copy of its first bytes as they are read."""
+
+    KEEP = 64 * 1024
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.data = b""
+
+    def read(self, *args: Any) -> bytes:
+        chunk: bytes = self._stream.read(*args)
+        if len(self.data) < self.KEEP:
+            self.data += chunk[: self.KEEP - len(self.data)]
+        return chunk
+
+    def readline(self, *args: Any) -> bytes:
+        line: bytes = self._stream.readline(*args)
+        return line
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def install_upload_cap(request: HttpRequest, *, limit: int | None = None) -> UploadSizeCap:

@@ -117,6 +117,12 @@ def import_new(request: HtmxHttpRequest) -> HttpResponse:
     return _import_new(request, cap)
 
 
+UNREADABLE_FILE_NAME = (
+    "The file's name is not valid UTF-8, so the file could not be received. Rename it "
+    "(letters, digits, - and _ are safest) and upload it again."
+)
+
+
 @csrf_protect
 def _import_new(request: HtmxHttpRequest, cap: UploadSizeCap) -> HttpResponse:
     live_allowed = can_send_live(request.user)
@@ -128,6 +134,10 @@ def _import_new(request: HtmxHttpRequest, cap: UploadSizeCap) -> HttpResponse:
             form.errors.clear()
             form.add_error("file", cap.refusal)
             status = 413
+        elif cap.file_name_unreadable and "file" not in request.FILES:
+            form.is_valid()
+            form.errors.pop("file", None)
+            form.add_error("file", UNREADABLE_FILE_NAME)
         elif form.is_valid():
             uploaded_file = form.cleaned_data["file"]
             try:
@@ -164,7 +174,8 @@ def _import_new(request: HtmxHttpRequest, cap: UploadSizeCap) -> HttpResponse:
 
 @dataclass(frozen=True)
 class Progress:
-    phase: str  # "fixing" (writing the corrected file), "validating" or "sending"
+    # "fixing" (writing the corrected file), "validating", "storing" (its findings), "sending"
+    phase: str
     percent: int
     facts: list[tuple[str, str]]
     time_left: str | None
@@ -214,6 +225,15 @@ def _progress(signal_import: SignalImport) -> Progress | None:
             ("Rate", f"{rate:,.0f} signals/s" if rate else "waiting for a worker…"),
         ]
         return Progress("fixing", int(fraction * 100), facts, left)
+    storing = signal_import.validation_phase == "storing"
+    if storing and signal_import.status == ImportStatus.VALIDATING:
+        total, stored = signal_import.rows_to_store, signal_import.rows_stored
+        fraction = stored / total if total else 1.0
+        facts = [
+            ("Signals read", f"{signal_import.signals:,}"),
+            ("Rows stored", f"{stored:,} of {total:,}"),
+        ]
+        return Progress("storing", int(fraction * 100), facts, None)
     if signal_import.status in (ImportStatus.UPLOADED, ImportStatus.VALIDATING):
         fraction, rate, left = _reading(signal_import, signal_import.validation_started_at)
         facts = [

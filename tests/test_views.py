@@ -319,6 +319,34 @@ def test_bad_upload_input_is_a_form_error_not_a_500(client: Client, marketer: Us
     assert "Select a valid choice" in page
 
 
+def test_a_file_whose_name_is_not_utf8_is_named_as_the_problem(
+    client: Client, marketer: User, imports_dir: Path
+) -> None:
+    """Django drops a multipart part whose headers are not UTF-8 without a word; the page
+    says why the file did not arrive, not "choose a file"."""
+    app_key = make_app_key()
+    token = client.get("/imports/new").cookies["csrftoken"].value
+    fields = {"app_key": str(app_key.pk), "mode": "test", "idempotency_key": "t"}
+    body = b"".join(
+        b'--B\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+        % (name.encode(), value.encode())
+        for name, value in {**fields, "csrfmiddlewaretoken": token}.items()
+    )
+    body += (
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="sig\xff\xfenals.ndjson"'
+        b"\r\nContent-Type: application/octet-stream\r\n\r\n" + b'{"appKey": "k"}\n' * 500
+    )
+    body += b"\r\n--B--\r\n"
+    response = client.generic(
+        "POST", "/imports/new", body, content_type="multipart/form-data; boundary=B"
+    )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "The file&#x27;s name is not valid UTF-8" in page
+    assert "Choose a file of signals to upload." not in page
+    assert not SignalImport.objects.exists()
+
+
 # --- the import page -------------------------------------------------------------------
 
 

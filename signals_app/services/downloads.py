@@ -56,6 +56,19 @@ def error_report_csv(signal_import: SignalImport) -> Iterator[str]:
                 spreadsheet_safe(message),
             ]
         )
+    if source.findings_not_stored:
+        yield writer.writerow(
+            [
+                "",
+                "",
+                "",
+                "",
+                "not_stored",
+                f"{source.findings_not_stored} more findings are not listed: the file has more "
+                "problems than connectadmin keeps for one import (the preview's counts are "
+                "exact)",
+            ]
+        )
 
 
 def iter_valid_records(signal_import: SignalImport) -> Iterator[Record]:

@@ -6,11 +6,11 @@ connection and must never use it.
 
 What is kept for the database follows a storage policy, so that no file can make the
 database hold more than a bounded multiple of its own size (SPEC §5): the counts per field
-and code are always exact (they are the summary's), and within `storage_budget` bytes
-(estimated per row) the findings are kept in file order, those the preview needs first —
-each signal's first finding and the first EXAMPLES of each field and code — while the
-others only fill the first half of the budget; rejected records likewise. What is not
-kept is counted.
+and code are always exact (they are the summary's); of `storage_budget` bytes (estimated
+per row), three quarters go to findings, kept in file order, those the preview needs
+first — each signal's first finding and the first EXAMPLES of each field and code — while
+the others only fill half of that share; the last quarter goes to rejected records, in
+file order. What is not kept is counted.
 
 Finding codes added here (beyond the validator's, see validation.findings.Code), errors at
 ``appKey`` in the import flow only (the CLI judges the file alone, SPEC §2 and §5):
@@ -54,7 +54,6 @@ MAX_FIX_SUGGESTIONS = 50
 FINDING_ROW_BYTES = 420
 FINDING_PATH_WEIGHT = 4
 REJECTED_ROW_BYTES = 200
-ALWAYS_KEPT_RECORDS = 100  # rejected records kept whatever the budget's half says
 
 # Flags per signal index, set while the validator's findings arrive.
 _HAS_FINDING = 1
@@ -160,8 +159,9 @@ class _Keeper:
 
     def __init__(self, folder: Path, budget: int) -> None:
         self.flags = bytearray()
-        self.budget = budget
-        self.used = 0
+        self.findings_budget = budget * 3 // 4
+        self.records_budget = budget - self.findings_budget
+        self.used = self.records_used = 0
         self.findings_path = folder / "findings.ndjson"
         self.rejected_path = folder / "rejected.ndjson"
         self.fixable_path = folder / "fixable.ndjson"
@@ -218,7 +218,8 @@ class _Keeper:
         self.groups[group] += 1
         needed = first or self.groups[group] <= EXAMPLES
         cost = FINDING_ROW_BYTES + FINDING_PATH_WEIGHT * len(path) + len(message)
-        if self.used + cost <= (self.budget if needed else self.budget // 2):
+        budget = self.findings_budget if needed else self.findings_budget // 2
+        if self.used + cost <= budget:
             self.used += cost
             self.findings_stored += 1
             self.findings.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
@@ -227,9 +228,8 @@ class _Keeper:
 
     def keep_record(self, signal: int, line: int | None, raw: str) -> None:
         cost = REJECTED_ROW_BYTES + len(raw.encode())
-        limit = self.budget if self.records_stored < ALWAYS_KEPT_RECORDS else self.budget // 2
-        if self.used + cost <= limit:
-            self.used += cost
+        if self.records_used + cost <= self.records_budget:
+            self.records_used += cost
             self.records_stored += 1
             data = {"signal": signal, "line": line, "raw": raw}
             self.rejected.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))

@@ -9,9 +9,9 @@ from typing import Any, cast
 
 import orjson
 
+from signals_app.validation.jsontext import parse_json
 from signals_app.validation.readers import Record
 from signals_app.validation.schema import TIERS, Tier
-from signals_app.validation.validate import parse_json
 
 
 def validation_tier(value: str) -> Tier:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from signals_app.validation.processes import ChildDied
 from signals_app.validation.readers import UnreadableFile
 from signals_app.validation.report import FindingBuffer, write_ndjson, write_text
 from signals_app.validation.schema import TIERS
@@ -63,8 +64,13 @@ def check_file(
             buffer,  # takes the workers' NDJSON lines as they are
             max_inflated_bytes=max_inflated_bytes,
         )
-    except (UnreadableFile, OSError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except (UnreadableFile, OSError, MemoryError, ChildDied) as exc:
+        if isinstance(exc, MemoryError):
+            reason = "reading it needs more memory than this machine has free"
+        elif isinstance(exc, ChildDied):
+            reason = f"a process reading part of it stopped ({exc})"
+        else:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         message = f"{path}: cannot be read: {reason}"
         stderr.write(message + "\n")
         if options["report"] == "ndjson":

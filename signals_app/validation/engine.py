@@ -15,7 +15,7 @@ from dataclasses import field as dataclass_field
 from math import isfinite
 from typing import Any, NamedTuple
 
-from signals_app.validation.findings import ERROR, WARNING, Code, Issue, Severity
+from signals_app.validation.findings import ERROR, WARNING, Code, Issue, Severity, TooLargeText
 from signals_app.validation.schema import (
     CUSTOM_ATTRIBUTE_FIELDS,
     ENVELOPE_FIELDS,
@@ -114,6 +114,8 @@ def check_signal(
     content = envelope.get("signalContent", _MISSING)
     if content is _MISSING or content is None:
         issues.append(Issue("signalContent", ERROR, Code.REQUIRED, "signalContent is required"))
+    elif content.__class__ is TooLargeText:
+        issues.append(_too_large("signalContent", content))
     elif not isinstance(content, dict):
         issues.append(
             Issue(
@@ -509,6 +511,9 @@ def _check_members(
     for key, value in data.items():
         if value.__class__ is accepts.get(key):  # never None's class: None is no type
             continue
+        if value.__class__ is TooLargeText:
+            issues.append(_too_large(f"{prefix}.{key}", value))
+            continue
         member = members.get(key)
         if member is None:
             if key != "signalType" or not plan.is_content:
@@ -542,6 +547,10 @@ def _check_members(
                     f"{name} is required {word} {where}",
                 )
             )
+
+
+def _too_large(path: str, cell: TooLargeText) -> Issue:
+    return Issue(path, ERROR, Code.TOO_LARGE, f"the cell cannot be read: {cell.reason}")
 
 
 def _unknown(path: str, name: str, where: str) -> Issue:

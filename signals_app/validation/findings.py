@@ -37,6 +37,18 @@ class Code(StrEnum):
     TOO_LARGE = "too_large"
 
 
+class TooLargeText(str):
+    """A CSV cell meant as JSON whose JSON passes a reading limit (TOO_LARGE): kept as its
+    text, with the reason, for the engine to report at the cell's field."""
+
+    reason: str
+
+    def __new__(cls, text: str, reason: str) -> TooLargeText:
+        cell = super().__new__(cls, text)
+        cell.reason = reason
+        return cell
+
+
 # Issue and Finding are named tuples: as immutable as a frozen dataclass, and half as
 # dear to make, which counts when a file holds many bad signals.
 class Issue(NamedTuple):

@@ -438,6 +438,27 @@ def value_kind(text: bytes, pos: int = 0) -> str:
     return ""
 
 
+def deeper_than(text: bytes, limit: int) -> bool:
+    """Whether `text`'s arrays and objects nest deeper than `limit` levels (brackets
+    inside strings do not count); stops as soon as they do."""
+    skip = _SKIP.match
+    depth = at = 0
+    size = len(text)
+    while at < size:
+        at = skip(text, at).end()  # type: ignore[union-attr]  # always matches
+        if at >= size or text[at] == 0x22:  # the end, or a string never closed
+            return False
+        bracket = text[at]
+        at += 1
+        if bracket == 0x7B or bracket == 0x5B:
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def _byte_of(message: str) -> int | None:
     found = re.search(r"\(byte (\d+)\)$", message)
     return int(found.group(1)) if found else None

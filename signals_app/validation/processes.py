@@ -9,7 +9,6 @@ never the worker's death.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import mmap
 import os
@@ -193,6 +192,8 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>: a signal for the process when its
 def _prctl() -> Callable[..., int] | None:
     """libc's prctl, or None where there is none (not Linux)."""
     try:
+        import ctypes  # here: only forking needs it, and the command line starts faster
+
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError, TypeError):
         return None

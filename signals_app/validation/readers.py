@@ -77,6 +77,7 @@ from typing import IO, Any, Final
 import orjson
 
 from signals_app.validation.errors import UnreadableFile
+from signals_app.validation.findings import TooLargeText
 from signals_app.validation.jsondoc import (
     ARRAY,
     SIGNALS,
@@ -88,6 +89,7 @@ from signals_app.validation.jsondoc import (
     first_value_layout,
     value_kind,
 )
+from signals_app.validation.jsontext import TooLarge, parse_json
 from signals_app.validation.schema import Kind, all_field_kinds
 
 __all__ = ["FORMATS", "Record", "SignalFile", "UnreadableFile", "open_signal_file"]
@@ -691,9 +693,17 @@ def _to_number(cell: str) -> Any:
 
 
 def _from_json(cell: str) -> Any:
+    """The cell's JSON (read as an NDJSON line would be); the text itself when it is no
+    JSON, so the engine reports a type problem; TooLargeText past a reading limit."""
     try:
         return orjson.loads(cell)
     except orjson.JSONDecodeError:
+        pass
+    try:
+        return parse_json(cell)
+    except TooLarge as exc:
+        return TooLargeText(cell, str(exc))
+    except ValueError:
         return cell
 
 
