@@ -108,6 +108,10 @@ class Forked(Generic[T]):
                 try:
                     payload = pickle.dumps((True, function(*args)))
                 except BaseException as exc:
+                    if memory and not isinstance(exc, MemoryError) and _peak_near(memory):
+                        # At its memory limit, a C extension may fail otherwise than with
+                        # MemoryError (orjson: SystemError); the cause is the memory.
+                        exc = MemoryError(f"at the memory limit: {exc!r}")
                     status = 1
                     try:
                         payload = pickle.dumps((False, exc))
@@ -165,6 +169,18 @@ class Forked(Generic[T]):
             os.close(self._read_end)
             self._read_end = -1
         self._reaped = True
+
+
+def _peak_near(limit: int, margin: int = 32 * 1024**2) -> bool:
+    """Whether this process's peak virtual size came within `margin` of `limit`."""
+    try:
+        with open("/proc/self/status") as status:
+            for text in status:
+                if text.startswith("VmPeak:"):
+                    return int(text.split()[1]) * 1024 >= limit - margin
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _address_space() -> int:
