@@ -404,3 +404,21 @@ def test_a_csv_cell_of_json_past_a_limit_is_a_finding_at_its_field(tmp_path: Pat
     ]
     assert "nested more than 1,024 levels deep" in findings[0].message
     assert "a number of 5,000 digits" in findings[1].message
+
+
+def test_the_keeper_takes_findings_in_pieces_that_cut_lines(tmp_path: Path) -> None:
+    """The parallel path hands findings over as NDJSON text a megabyte at a time."""
+    keeper = reading._Keeper(tmp_path, budget=10**9)
+    text = "".join(
+        json.dumps(
+            {"signal": n, "line": n + 1, "path": "appKey", "severity": "error",
+             "code": "required", "message": "appKey is required"}
+        ) + "\n"
+        for n in range(100)
+    )  # fmt: skip
+    for start in range(0, len(text), 37):  # pieces that end inside lines
+        keeper.add_json_lines(text[start : start + 37])
+    keeper.close()
+    assert keeper.findings_stored == 100
+    stored = [json.loads(line) for line in keeper.findings_path.read_text().splitlines()]
+    assert [f["signal"] for f in stored] == list(range(100))

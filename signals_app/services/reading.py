@@ -170,6 +170,7 @@ class _Keeper:
         self.fixable: IO[bytes] = self.fixable_path.open("wb", buffering=1 << 20)
         self.groups: Counter[tuple[str, str]] = Counter()
         self.last_signal = -1
+        self._unfinished = ""  # of add_json_lines
         self.findings_stored = self.findings_not_stored = 0
         self.records_stored = self.records_not_stored = 0
 
@@ -177,8 +178,11 @@ class _Keeper:
         self.take(*finding)
 
     def add_json_lines(self, text: str) -> None:
-        """The parallel path's findings, as NDJSON lines (validate.LineSink)."""
-        for line in text.splitlines():
+        """The parallel path's findings, as NDJSON text (validate.LineSink), which may
+        arrive in pieces that cut a line: the unfinished end waits for the next piece."""
+        lines = (self._unfinished + text).split("\n")
+        self._unfinished = lines.pop()
+        for line in lines:
             data = orjson.loads(line)
             self.take(
                 data["signal"],
