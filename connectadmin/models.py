@@ -26,6 +26,20 @@ REGION_ENDPOINTS = {
 }
 
 
+# SPEC §8 and the export seed: one SFTP host per Connect region, port 22.
+REGION_SFTP_HOSTS = {
+    Region.US_EAST_1: "s-acca2da9ec374c47b.server.transfer.us-east-1.amazonaws.com",
+    Region.EU_CENTRAL_1: "s-0f495b8f35324396a.server.transfer.eu-central-1.amazonaws.com",
+    Region.AP_SOUTHEAST_2: "s-9596192dde684690a.server.transfer.ap-southeast-2.amazonaws.com",
+}
+
+
+def default_sftp_host(region: str) -> tuple[str, int]:
+    if region == Region.SANDBOX:
+        return "127.0.0.1", int(settings.SANDBOX_SFTP_PORT)
+    return REGION_SFTP_HOSTS[Region(region)], 22
+
+
 def default_endpoint(region: str) -> str:
     if region == Region.SANDBOX:
         return f"http://127.0.0.1:{settings.SANDBOX_HTTP_PORT}/graphql"
@@ -50,6 +64,13 @@ class ConnectAccount(models.Model):
         validators=[validate_sftp_user_name],
         help_text="The Connect user owning the API key; also the SFTP user name.",
     )
+    sftp_host = models.CharField(
+        "SFTP host",
+        max_length=255,
+        blank=True,
+        help_text="Leave blank for the region's SFTP host (port 22).",
+    )
+    sftp_port = models.PositiveIntegerField("SFTP port", null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -65,6 +86,12 @@ class ConnectAccount(models.Model):
         if not self.graphql_endpoint:
             self.graphql_endpoint = default_endpoint(self.region)
         super().save(*args, **kwargs)
+
+    @property
+    def sftp_address(self) -> tuple[str, int]:
+        """Where the account's export files are: its own host, else its region's."""
+        host, port = default_sftp_host(self.region)
+        return (self.sftp_host or host, self.sftp_port or (port if not self.sftp_host else 22))
 
     def clean(self) -> None:
         if not self.graphql_endpoint and self.region in Region.values:

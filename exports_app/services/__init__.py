@@ -1,0 +1,1 @@
+"""The export workflows views, tasks and commands call (see the modules)."""
