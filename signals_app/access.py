@@ -43,3 +43,18 @@ def can_resend(user: Any) -> bool:
 
 def can_send_live(user: Any) -> bool:
     return bool(user.has_perm(SEND_LIVE))
+
+
+def can_export(user: Any) -> bool:
+    """Marketers and admins ask for exports and schedule them."""
+    return has_role(user, Role.MARKETER, Role.ADMIN)
+
+
+def sees_all_exports(user: Any) -> bool:
+    """Ops and admins review every export; marketers see their own."""
+    return has_role(user, Role.OPS, Role.ADMIN)
+
+
+def can_manage_sftp(user: Any) -> bool:
+    """SSH keys and SFTP host keys open the accounts' export folders: admins only."""
+    return has_role(user, Role.ADMIN)

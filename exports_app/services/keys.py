@@ -124,8 +124,11 @@ def ssh_key_register(*, key: SshKey, user: Any) -> SshKey:
         key.save(update_fields=["error"])
         audit(action="ssh_key.register_failed", actor=user, key=key.fingerprint, error=answer.error)
         raise KeyRefused(key.error)
-    echoed = str(answer.data.get("publicKey") or "")
-    key.connect_answer = f"Connect registered {echoed[:60]}…" if echoed else "Connect registered it"
+    echoed = str(answer.data.get("publicKey") or "").strip()
+    if not echoed or echoed.split()[:2] == key.public_key.split()[:2]:
+        key.connect_answer = "Connect registered this key."
+    else:  # worth a look: Connect says it holds another key
+        key.connect_answer = f"Connect answered with another key: {echoed[:80]}"
     key.registered_at = now
     key.error = ""
     if key.state in (SshKeyState.NEW, SshKeyState.FAILED):

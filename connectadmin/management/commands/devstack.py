@@ -6,6 +6,7 @@ Ctrl-C or SIGTERM stops them all; if one dies, the others are stopped too."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -81,6 +82,9 @@ class Command(BaseCommand):
                 self._start(child)
             base_url = f"http://127.0.0.1:{port}/"
             dead = self._wait_until_ready(base_url, children, stop, options["ready_timeout"])
+            sandbox = next((c for c in children if c.name == "sandbox"), None)
+            if dead is None and not stop.is_set() and sandbox is not None:
+                self._demo_sftp(sandbox, stop)
             if dead is None and not stop.is_set():
                 self._print_banner(base_url, children)
                 dead = self._watch(children, stop)
@@ -171,6 +175,28 @@ class Command(BaseCommand):
                 )
             stop.wait(0.25)
         return None
+
+    def _demo_sftp(self, sandbox: Child, stop: threading.Event) -> None:
+        """Once the sandbox is up: the demo accounts' SSH keys and its pinned host key."""
+        from exports_app.services.demo import demo_sftp_ready  # needs the apps loaded
+
+        ports = settings.SANDBOX_DATA_DIR / "ports.json"
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                ready = json.loads(ports.read_text())
+            except (OSError, ValueError):
+                ready = {}
+            if sandbox.process is None or ready.get("pid") != sandbox.process.pid:
+                stop.wait(0.25)  # not written yet, or left by an earlier sandbox
+                continue
+            try:
+                for line in demo_sftp_ready(ready["host_key"]):
+                    self._say(f"  demo | {line}")
+            except Exception as exc:  # the demo runs without exports rather than not at all
+                self._say(self.style.WARNING(f"  demo | SFTP keys not set up: {exc}"))
+            return
+        self._say(self.style.WARNING("  demo | the sandbox wrote no ports.json: no SFTP keys"))
 
     def _print_banner(self, base_url: str, children: list[Child]) -> None:
         lines = ["", f"connectadmin is running at {base_url} (admin: {base_url}admin/)"]
