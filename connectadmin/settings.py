@@ -155,7 +155,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "signals_app.tasks.resume_stalled_sends",
         "schedule": 15.0,
         "options": {"expires": 14},
-    }
+    },
+    "resume-export-watches": {
+        "task": "exports_app.tasks.resume_export_watches",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 # `manage.py devstack` (what `make run` ends with) and the local sandbox it starts; the demo
@@ -168,6 +173,13 @@ SANDBOX_DATA_DIR = VAR_DIR / "sandbox"
 # Imports: uploaded files are kept under generated names in IMPORTS_DIR.
 IMPORTS_DIR = Path(env_str("IMPORTS_DIR", str(VAR_DIR / "imports")))
 IMPORT_MAX_UPLOAD_BYTES = env_int("IMPORT_MAX_UPLOAD_BYTES", 1024**3, minimum=1024)
+# Exports: files fetched from SFTP are kept in EXPORTS_DIR, after Connect deletes them (28
+# days), for EXPORT_ARCHIVE_DAYS; reading one stops past EXPORT_MAX_INFLATED_BYTES.
+EXPORTS_DIR = Path(env_str("EXPORTS_DIR", str(VAR_DIR / "exports")))
+EXPORT_ARCHIVE_DAYS = env_int("EXPORT_ARCHIVE_DAYS", 365, minimum=1)
+EXPORT_MAX_INFLATED_BYTES = env_int("EXPORT_MAX_INFLATED_MB", 16 * 1024, minimum=1) * 1024**2
+# How long a job is watched for its file before it is called failed.
+EXPORT_WATCH_HOURS = env_int("EXPORT_WATCH_HOURS", 12, minimum=1)
 # Uploads go to a temporary file from the first byte: the web process never holds a file.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
 FILE_UPLOAD_TEMP_DIR = str(VAR_DIR / "uploads-in-progress")

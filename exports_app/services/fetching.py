@@ -1,0 +1,239 @@
+"""Fetching an export file into the archive (SPEC §7–§8): streamed from SFTP to a temporary
+name, resumed after a dropped connection (the bytes already there are kept, the SHA-256
+carried on), checked (its size, its gzip, its CSV), and only then moved into place and
+marked fetched — never a partial file marked complete. The archive keeps the file after
+Connect deletes it (28 days) for EXPORT_ARCHIVE_DAYS.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import hashlib
+import io
+import logging
+import os
+import time
+import uuid
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from exports_app.models import ExportFile, ExportJob, JobStatus
+from exports_app.services.keys import account_session
+from exports_app.sftp_client import ConnectionBroke, SftpError
+from signals_app.models import audit
+
+log = logging.getLogger(__name__)
+
+RECONNECTS = 5  # after a dropped connection, before the fetch is called failed
+_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+# Sleeping between reconnects; replaced in tests.
+sleep = time.sleep
+
+
+class FetchFailed(Exception):
+    """The file could not be fetched; str() says why, for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contents:
+    rows: int
+    by_type: dict[str, int]
+
+
+def exports_dir() -> Path:
+    folder = Path(settings.EXPORTS_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def new_stored_name() -> str:
+    return uuid.uuid4().hex + ".csv.gz"
+
+
+def stored_path(export_file: ExportFile) -> Path:
+    return Path(settings.EXPORTS_DIR) / export_file.stored_name
+
+
+def queue_fetch(export_file: ExportFile) -> None:
+    from exports_app.tasks import fetch_export  # the tasks module imports this one
+
+    transaction.on_commit(functools.partial(fetch_export.delay, export_file.pk))
+
+
+def file_fetch(*, file_id: int, user: Any = None) -> ExportFile:
+    """Fetch the file (see the module docstring); FetchFailed with the reason. Safe to run
+    again: a fetched file is left alone, a partial one resumed."""
+    export_file = ExportFile.objects.select_related("account").get(pk=file_id)
+    if export_file.fetched and stored_path(export_file).exists():
+        return export_file
+    partial = exports_dir() / f"{export_file.stored_name}.part"
+    try:
+        size, sha256 = _download(export_file, partial)
+    except FetchFailed as exc:  # the bytes so far stay, for the next try to resume
+        _failed(export_file, str(exc))
+        raise
+    try:
+        contents = read_contents(partial)
+    except FetchFailed as exc:  # whole but unusable: nothing to resume
+        partial.unlink(missing_ok=True)
+        _failed(export_file, str(exc))
+        raise
+    os.replace(partial, stored_path(export_file))
+    now = timezone.now()
+    with transaction.atomic():
+        ExportFile.objects.filter(pk=export_file.pk).update(
+            size_bytes=size,
+            remote_size=size,
+            sha256=sha256,
+            rows=contents.rows,
+            rows_by_type=contents.by_type,
+            fetched=True,
+            fetched_at=now,
+            fetched_by=user if getattr(user, "pk", None) else None,
+            error="",
+            keep_until=now + timedelta(days=settings.EXPORT_ARCHIVE_DAYS),
+        )
+        ExportJob.objects.filter(file=export_file).exclude(status=JobStatus.FETCHED).update(
+            status=JobStatus.FETCHED, finished_at=now, error_message=""
+        )
+    audit(
+        action="export.fetched",
+        actor=user,
+        account=export_file.account.name,
+        path=export_file.remote_path,
+        bytes=size,
+        rows=contents.rows,
+        sha256=sha256,
+    )
+    export_file.refresh_from_db()
+    return export_file
+
+
+def _download(export_file: ExportFile, partial: Path) -> tuple[int, str]:
+    """The remote file into `partial`, resumed where a broken connection left it."""
+    hasher = hashlib.sha256()
+    if partial.exists():
+        with partial.open("rb") as done:
+            while chunk := done.read(1 << 20):
+                hasher.update(chunk)
+    broken = 0
+    while True:
+        try:
+            with account_session(export_file.account) as sftp:
+                size = sftp.size(export_file.remote_path)
+                if size is None:
+                    raise FetchFailed(
+                        f"{export_file.remote_path} is not on the SFTP server any more "
+                        "(Connect deletes export files after 28 days)"
+                    )
+                have = partial.stat().st_size if partial.exists() else 0
+                if have > size:  # the remote file changed under us: start again
+                    partial.unlink()
+                    hasher, have = hashlib.sha256(), 0
+                with partial.open("ab") as out:
+                    sftp.download(export_file.remote_path, out, start=have, on_data=hasher.update)
+                got = partial.stat().st_size
+                if got != size:
+                    raise ConnectionBroke(f"{got} of {size} bytes arrived", 0)
+                return size, hasher.hexdigest()
+        except ConnectionBroke as exc:
+            broken += 1
+            log.warning("fetching %s: %s (reconnect %d)", export_file.remote_path, exc, broken)
+            if broken > RECONNECTS:
+                raise FetchFailed(f"{exc}; gave up after {RECONNECTS} reconnects") from None
+            sleep(_BACKOFF[min(broken, len(_BACKOFF)) - 1])
+        except SftpError as exc:
+            raise FetchFailed(str(exc)) from None
+
+
+class _Capped(io.RawIOBase):
+    """The inflated bytes of a gzip file, refusing to go past a cap."""
+
+    def __init__(self, raw: IO[bytes], cap: int) -> None:
+        self._gzip = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._cap = cap
+        self._read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._gzip.read1(len(buffer))
+        self._read += len(data)
+        if self._read > self._cap:
+            raise FetchFailed(
+                f"the file inflates past {self._cap / 1e9:.1f} GB, the most an export file "
+                "may (EXPORT_MAX_INFLATED_MB)"
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def read_contents(path: Path) -> Contents:
+    """Rows and rows per signal type of an export CSV (gzip), read as a stream; FetchFailed
+    when it is not what Connect writes."""
+    by_type: Counter[str] = Counter()
+    rows = 0
+    with path.open("rb") as raw:
+        if raw.read(2) != b"\x1f\x8b":
+            raise FetchFailed("the file is not gzip data, as Connect's export files are")
+        raw.seek(0)
+        stream = io.TextIOWrapper(
+            io.BufferedReader(_Capped(raw, settings.EXPORT_MAX_INFLATED_BYTES), 1 << 20),
+            encoding="utf-8",
+            errors="replace",
+            newline="",
+        )
+        try:
+            reader = csv.reader(stream)
+            header = next(reader, None)
+            if header is None:
+                raise FetchFailed("the file holds no CSV header")
+            names = [name.strip().upper() for name in header]
+            type_at = names.index("SIGNAL_TYPE") if "SIGNAL_TYPE" in names else None
+            content_at = names.index("SIGNAL_CONTENT") if "SIGNAL_CONTENT" in names else None
+            for row in reader:
+                rows += 1
+                by_type[_signal_type(row, type_at, content_at)] += 1
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise FetchFailed(
+                f"the gzip data is damaged or cut short after {rows} rows ({exc})"
+            ) from None
+        except csv.Error as exc:
+            raise FetchFailed(f"the CSV is malformed after {rows} rows ({exc})") from None
+    return Contents(rows, dict(by_type.most_common()))
+
+
+def _signal_type(row: list[str], type_at: int | None, content_at: int | None) -> str:
+    if type_at is not None and type_at < len(row) and row[type_at]:
+        return row[type_at]
+    if content_at is not None and content_at < len(row) and row[content_at]:
+        try:
+            content = orjson.loads(row[content_at])
+        except orjson.JSONDecodeError:
+            return "(unreadable content)"
+        if isinstance(content, dict) and isinstance(content.get("signalType"), str):
+            return str(content["signalType"])
+    return "(none)"
+
+
+def _failed(export_file: ExportFile, reason: str) -> None:
+    ExportFile.objects.filter(pk=export_file.pk).update(error=reason)
+    ExportJob.objects.filter(file=export_file, status=JobStatus.FETCHING).update(
+        status=JobStatus.FAILED,
+        error_message=f"Fetching the file failed: {reason}",
+        finished_at=timezone.now(),
+    )
+    audit(action="export.fetch_failed", path=export_file.remote_path, reason=reason)
