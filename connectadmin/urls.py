@@ -15,7 +15,6 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
-    path("exports", views.exports, name="exports"),
     path("", include("signals_app.urls")),
     path("", include("exports_app.urls")),
     path("admin/", admin.site.urls),

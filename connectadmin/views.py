@@ -23,11 +23,6 @@ def home(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "home.html", context)
 
 
-@login_required
-def exports(request: HttpRequest) -> HttpResponse:
-    return TemplateResponse(request, "exports/coming_soon.html", {})
-
-
 def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness probe for `make run` and the tests: answers without touching the database."""
     return JsonResponse({"status": "ok"})

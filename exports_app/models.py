@@ -189,7 +189,7 @@ class ExportSchedule(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="export_schedules"
     )
     signal_types = models.JSONField(default=list)
-    window = models.CharField(max_length=20)  # see services.windows.WINDOWS
+    window = models.CharField(max_length=20)  # see rules.WINDOWS
     recurrence = models.CharField(max_length=10, choices=Recurrence.choices)
     run_at = models.DateTimeField(null=True, blank=True)  # ONCE
     time_of_day = models.TimeField(null=True, blank=True)  # DAILY / WEEKLY / MONTHLY
@@ -231,6 +231,9 @@ class ExportJob(models.Model):
     schedule = models.ForeignKey(
         ExportSchedule, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
+    # The schedule's moment this run is for (None: run by hand): a moment runs once, even
+    # when the scheduler fires it again after a restart.
+    scheduled_for = models.DateTimeField(null=True, blank=True)
     job_name = models.CharField(max_length=200)
     signal_types = models.JSONField(default=list)
     timestamp_start = models.DateTimeField()
@@ -267,7 +270,12 @@ class ExportJob(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["account", "-created_at"])]
         constraints = [
-            models.UniqueConstraint(fields=["account", "job_name"], name="one_job_name_per_account")
+            models.UniqueConstraint(
+                fields=["account", "job_name"], name="one_job_name_per_account"
+            ),
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_for"], name="one_job_per_scheduled_moment"
+            ),
         ]
 
     def __str__(self) -> str:

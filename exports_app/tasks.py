@@ -5,6 +5,7 @@ import contextlib
 from celery import shared_task
 
 import exports_app.services.fetching as fetching
+import exports_app.services.schedules as schedules
 import exports_app.services.watching as watching
 
 
@@ -27,3 +28,9 @@ def resume_export_watches() -> None:
     """Every minute (celery beat): watches whose task was lost with a worker."""
     for job_id in watching.lost_watches():
         watch_export.delay(job_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def run_export_schedule(schedule_id: int) -> None:
+    """Fired by celery beat (django_celery_beat's periodic task of the schedule)."""
+    schedules.schedule_run(schedule_id=schedule_id)

@@ -598,8 +598,9 @@ def test_htmx_history_filtering_gets_only_the_results(client: Client, marketer: 
     assert "mine.json" in body and "<svg" not in body
 
 
-def test_exports_is_a_placeholder(client: Client, marketer: User) -> None:
-    assert b"Coming soon" in client.get("/exports").content
+def test_exports_page_lists_jobs_and_offers_a_new_export(client: Client, marketer: User) -> None:
+    body = client.get("/exports").content.decode()
+    assert "Export jobs" in body and 'href="/exports/new"' in body
 
 
 # --- the JSON markup ------------------------------------------------------------------

@@ -68,7 +68,11 @@ def iso(moment: datetime) -> str:
 
 
 def export_submit(
-    *, request: ExportRequest, user: Any, schedule: ExportSchedule | None = None
+    *,
+    request: ExportRequest,
+    user: Any,
+    schedule: ExportSchedule | None = None,
+    scheduled_for: datetime | None = None,
 ) -> ExportJob:
     """Submit the export; the job, queued. ExportRefused when a limit or Connect says no
     (a scheduled run's job is then kept as skipped or refused, see the module docstring)."""
@@ -81,12 +85,12 @@ def export_submit(
         over = limits.refusal(usage)
         if over is not None:
             if schedule is not None:
-                _record(request, user, schedule, JobStatus.SKIPPED, over)
+                _record(request, user, schedule, scheduled_for, JobStatus.SKIPPED, over)
             audit(action="export.refused_limit", actor=user, account=account.name, reason=over)
             raise ExportRefused(over)
         try:
             with transaction.atomic():
-                job = _job(request, user, schedule, JobStatus.SUBMITTING)
+                job = _job(request, user, schedule, scheduled_for, JobStatus.SUBMITTING)
         except IntegrityError:
             raise ExportRefused(
                 f"An export named {request.job_name!r} exists already for {account.name}; "
@@ -154,13 +158,18 @@ def export_submit(
 
 
 def _job(
-    request: ExportRequest, user: Any, schedule: ExportSchedule | None, status: str
+    request: ExportRequest,
+    user: Any,
+    schedule: ExportSchedule | None,
+    scheduled_for: datetime | None,
+    status: str,
 ) -> ExportJob:
     target = request.target
     return ExportJob.objects.create(
         account=request.account,
         created_by=user if getattr(user, "pk", None) else None,
         schedule=schedule,
+        scheduled_for=scheduled_for,
         job_name=request.job_name,
         signal_types=request.signal_types,
         timestamp_start=request.start,
@@ -176,9 +185,14 @@ def _job(
 
 
 def _record(
-    request: ExportRequest, user: Any, schedule: ExportSchedule, status: str, reason: str
+    request: ExportRequest,
+    user: Any,
+    schedule: ExportSchedule,
+    scheduled_for: datetime | None,
+    status: str,
+    reason: str,
 ) -> ExportJob:
     """A scheduled run that did not reach Connect, kept in the history with its reason."""
-    job = _job(request, user, schedule, status)
+    job = _job(request, user, schedule, scheduled_for, status)
     ExportJob.objects.filter(pk=job.pk).update(error_message=reason, finished_at=timezone.now())
     return job

@@ -36,4 +36,34 @@
     var input = event.target;
     if (input instanceof HTMLInputElement && input.type === "file" && input.form) tooLarge(input.form);
   });
+
+  // "Select all" of a group of checkboxes (export form: signal types per group). The box
+  // shows the group's state; a change of a member lets htmx re-check the form as usual.
+  function syncGroup(group) {
+    var all = group.querySelector("[data-select-all]");
+    var boxes = group.querySelectorAll("input[type=checkbox]:not([data-select-all])");
+    var checked = Array.prototype.filter.call(boxes, function (b) { return b.checked; }).length;
+    if (!all) return;
+    all.checked = checked === boxes.length && boxes.length > 0;
+    all.indeterminate = checked > 0 && checked < boxes.length;
+  }
+
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!(input instanceof HTMLInputElement)) return;
+    var group = input.closest("[data-group]");
+    if (!group) return;
+    if (input.hasAttribute("data-select-all")) {
+      group.querySelectorAll("input[type=checkbox]:not([data-select-all])").forEach(function (b) {
+        b.checked = input.checked;
+      });
+    }
+    syncGroup(group);
+  });
+
+  function syncAll(root) {
+    (root || document).querySelectorAll("[data-group]").forEach(syncGroup);
+  }
+  document.addEventListener("DOMContentLoaded", function () { syncAll(); });
+  document.addEventListener("htmx:afterSwap", function (event) { syncAll(event.target); });
 })();
