@@ -248,7 +248,7 @@ def schedule_run(
     is gone, paused or has no moment due."""
     now = now or timezone.now()
     schedule = (
-        ExportSchedule.objects.select_related("account", "created_by")
+        ExportSchedule.objects.select_related("account", "created_by", "periodic_task")
         .filter(pk=schedule_id)
         .first()
     )
@@ -277,6 +277,10 @@ def schedule_run(
         ),
     )
     ExportSchedule.objects.filter(pk=schedule.pk).update(last_run_at=now)
+    task = schedule.periodic_task
+    if moment is not None and schedule.recurrence == Recurrence.ONCE and task is not None:
+        task.enabled = False  # its one moment has come (saving tells beat)
+        task.save(update_fields=["enabled"])
     try:
         return jobs.export_submit(
             request=request,

@@ -122,6 +122,7 @@ def workers(real_parts: None, imports_dir: Path, tmp_path: Path) -> Iterator[Wor
         "DJANGO_SETTINGS_MODULE": "tests.integration.worker_settings",
         "IMPORTS_DIR": str(imports_dir),
         "CONNECTADMIN_VAR_DIR": str(tmp_path / "var"),
+        "TEST_CELERY_QUEUE": queue,
         "PYTHONUNBUFFERED": "1",
     }
     logs = tmp_path / "worker-logs"

@@ -17,3 +17,5 @@ SIGNALS_SEND_MAX_ATTEMPTS = 12
 SIGNALS_SEND_BACKOFF_SECONDS = 0.05
 SIGNALS_SEND_BACKOFF_CAP_SECONDS = 0.5
 CONNECT_TIMEOUTS = {**CONNECT_TIMEOUTS, "read": 5}  # noqa: F405
+# Tasks a worker (or beat) sends go to the test's own queue, which its workers consume.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TEST_CELERY_QUEUE", "celery")
