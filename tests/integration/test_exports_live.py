@@ -30,7 +30,8 @@ from exports_app.models import ExportJob, JobStatus, Recurrence
 from exports_app.services import fetching, schedules
 from tests.exports.test_jobs import ready_account
 from tests.integration.conftest import Workers
-from tests.sandbox.support import ULTIMATE_EMAIL, Sandbox, signal as make_signal
+from tests.sandbox.support import ULTIMATE_EMAIL, Sandbox
+from tests.sandbox.support import signal as make_signal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -113,7 +114,7 @@ def test_beat_fires_a_one_off_schedule_and_a_missed_daily_run_once_and_the_worke
         user=admin,
     )
     # Beat last ran this task yesterday and was down at today's moment.
-    PeriodicTask.objects.filter(pk=daily.periodic_task_id).update(
+    PeriodicTask.objects.filter(pk=daily.periodic_task_id or 0).update(
         last_run_at=now - timedelta(days=1)
     )
 
@@ -138,7 +139,7 @@ def test_beat_fires_a_one_off_schedule_and_a_missed_daily_run_once_and_the_worke
     assert one_off.file is not None and one_off.file.rows_by_type.get("order") == 9
     remote = sandbox.data / "sftp" / ULTIMATE_EMAIL / one_off.remote_path
     assert one_off.file.sha256 == hashlib.sha256(remote.read_bytes()).hexdigest()
-    assert not PeriodicTask.objects.get(pk=once.periodic_task_id).enabled  # one-off: done
+    assert not PeriodicTask.objects.get(pk=once.periodic_task_id or 0).enabled  # one-off: done
     assert schedules.next_moment(once, timezone.now()) is None
 
 
