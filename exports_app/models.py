@@ -148,6 +148,7 @@ class ExportFile(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     rows = models.BigIntegerField(null=True, blank=True)
     rows_by_type = models.JSONField(default=dict, blank=True)
+    types_counted = models.BooleanField(default=False)  # rows_by_type is complete
     fetched = models.BooleanField(default=False)  # complete and checked
     fetched_at = models.DateTimeField(null=True, blank=True)
     fetched_by = models.ForeignKey(

@@ -9,6 +9,7 @@ which raises HostKeyRefused to stop the logon (services.hostkeys pins them).
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import hashlib
 import io
@@ -18,15 +19,23 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Final
+from typing import IO, Any, Final, cast
 
 import paramiko
+from paramiko.sftp import CMD_DATA, CMD_READ, CMD_STATUS, int64
 
 EXPORT_ROOT: Final = "Export/Signals"
-# Outstanding read requests: paramiko's default prefetch asks for the whole file at once,
-# which hangs some servers and holds the file in memory (paramiko #1788, #2455, PR #2519).
-MAX_OUTSTANDING_READS: Final = 64
-READ_SIZE: Final = 32 * 1024  # paramiko's own request size (its MAX_REQUEST_SIZE)
+# Read requests in flight (and answers held): paramiko's default prefetch asks for the whole
+# file at once, which hangs some servers, and holds answers without bound (paramiko #1788,
+# #2455, PR #2519); see _Reads.
+MAX_OUTSTANDING_READS: Final = 16
+# Larger reads than paramiko's 32 KB: per request and per packet, paramiko's Python costs
+# more than the bytes do. 255 KB is OpenSSH's largest read (SFTP_MAX_READ_LENGTH); a server
+# answering less is still read whole (_Reads asks for the rest).
+READ_SIZE: Final = 255 * 1024
+MIN_READ_SIZE: Final = 32 * 1024  # after a connection broke before a read came whole
+CHANNEL_WINDOW: Final = 16 * 1024 * 1024  # bytes the server may send before we say "more"
+CHANNEL_MAX_PACKET: Final = 256 * 1024
 MAX_TREE_ENTRIES: Final = 10_000  # a listing stops there rather than walk forever
 
 
@@ -108,7 +117,9 @@ def session(target: SftpTarget, check_host_key: HostKeyCheck) -> Iterator[Sessio
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SftpError(f"the logon of {target.user} failed ({exc})") from None
         try:
-            sftp = paramiko.SFTPClient.from_transport(transport)
+            sftp = paramiko.SFTPClient.from_transport(
+                transport, window_size=CHANNEL_WINDOW, max_packet_size=CHANNEL_MAX_PACKET
+            )
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SftpError(f"the server opened no SFTP session ({exc})") from None
         if sftp is None:
@@ -185,10 +196,12 @@ class Session:
         *,
         start: int = 0,
         on_data: Callable[[bytes], None] | None = None,
+        read_size: int = READ_SIZE,
     ) -> int:
         """Append the remote file's bytes from `start` to `out` (each piece also to
-        `on_data`); the number of bytes written. At most MAX_OUTSTANDING_READS reads of
-        READ_SIZE are in flight: fast on a long link, bounded in memory."""
+        `on_data`); the number of bytes written. See _Reads: at most MAX_OUTSTANDING_READS
+        reads of `read_size` in flight, and as many answers held: fast on a long link,
+        bounded in memory however slowly `out` takes them."""
         remote = safe_remote_path(path)
         try:
             size = self.sftp.stat(remote).st_size or 0
@@ -200,11 +213,8 @@ class Session:
         written = 0
         try:
             with handle:
-                chunks = [
-                    (offset, min(READ_SIZE, size - offset))
-                    for offset in range(start, size, READ_SIZE)
-                ]
-                for data in handle.readv(chunks, MAX_OUTSTANDING_READS):
+                reads = _Reads(self.sftp, cast(bytes, handle.handle), MAX_OUTSTANDING_READS)
+                for data in reads.pieces(start, size, read_size):
                     out.write(data)
                     if on_data is not None:
                         on_data(data)
@@ -215,6 +225,70 @@ class Session:
                 written,
             ) from None
         return written
+
+
+class _Reads:
+    """A sliding window of read requests on one open file, answered in order.
+
+    paramiko's own read-ahead (`prefetch`, `readv`) bounds the requests in flight but not
+    the answers it holds: a prefetch thread keeps asking while the reader is slower (a
+    disk, the counting child), and a race takes the reader off the prefetch altogether
+    (paramiko PR #2519), so the answers pile up in memory (180 MB measured here) and the
+    file is read again, one synchronous read at a time. Here one thread asks and takes:
+    a new request goes out only when the oldest answer has been handed on, so at most
+    `depth` requests or answers exist at once. It uses the two calls paramiko's own
+    SFTPFile uses for this (`_async_request`, `_read_response`).
+
+    A read answered short (a server with a smaller cap than ours) is followed by a read of
+    the rest, taken before the answers behind it; end of file before `size` ends the
+    pieces early (the caller compares sizes)."""
+
+    def __init__(self, sftp: paramiko.SFTPClient, handle: bytes, depth: int) -> None:
+        self._sftp: Any = sftp  # the private calls are not in paramiko's stubs
+        self._handle = handle
+        self._depth = depth
+        self._answers: dict[int, tuple[int, paramiko.Message]] = {}
+
+    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
+        """paramiko hands us the answer to a request of ours that came while waiting for
+        another one."""
+        self._answers[num] = (kind, msg)
+
+    def _ask(self, offset: int, length: int) -> tuple[int, int, int]:
+        num = self._sftp._async_request(self, CMD_READ, self._handle, int64(offset), length)
+        return num, offset, length
+
+    def _answer(self, num: int) -> bytes | None:
+        """The data of request `num` (waiting for it); None at the end of the file."""
+        if num in self._answers:
+            kind, msg = self._answers.pop(num)
+        else:
+            kind, msg = self._sftp._read_response(num)
+        if kind == CMD_STATUS:
+            try:
+                self._sftp._convert_status(msg)
+            except EOFError:
+                return None
+            raise paramiko.SSHException("the server answered a read with no data")
+        if kind != CMD_DATA:
+            raise paramiko.SSHException(f"the server answered a read with message {kind}")
+        return bytes(msg.get_binary())
+
+    def pieces(self, start: int, size: int, read_size: int) -> Iterator[bytes]:
+        waiting: collections.deque[tuple[int, int, int]] = collections.deque()
+        offset = start
+        while waiting or offset < size:
+            while len(waiting) < self._depth and offset < size:
+                length = min(read_size, size - offset)
+                waiting.append(self._ask(offset, length))
+                offset += length
+            num, at, length = waiting.popleft()
+            data = self._answer(num)
+            if not data:
+                return  # the file ended early (it changed): the caller sees the size
+            if len(data) < length:  # a short read: the rest next, before the others
+                waiting.appendleft(self._ask(at + len(data), length - len(data)))
+            yield data
 
 
 class ConnectionBroke(SftpError):

@@ -176,7 +176,9 @@ def job_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
     job = _job_or_404(request, public_id)
     context = {
         "job": job,
-        "running": job.status in RUNNING_JOBS,
+        # A fetched file's rows per type are counted just after: follow that too.
+        "running": job.status in RUNNING_JOBS
+        or bool(job.file and job.file.fetched and not job.file.types_counted),
         "steps": _steps(job),
         "window_label": rules.WINDOWS.get(job.window, job.window),
         "expires": browsing.expires_at(job.file) if job.file else None,
@@ -396,8 +398,8 @@ def file_detail(request: HttpRequest, file_id: int) -> HttpResponse:
         "expires": browsing.expires_at(export_file),
     }
     template = "exports/file.html"
-    if getattr(request, "htmx", False):
-        template += "#rows"
+    if getattr(request, "htmx", False):  # the facts (followed while types are counted) or rows
+        template += "#facts" if request.headers.get("HX-Target") == "file-facts" else "#rows"
     return TemplateResponse(request, template, context)
 
 

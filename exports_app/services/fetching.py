@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import functools
 import gzip
-import hashlib
 import io
 import logging
 import os
@@ -28,15 +27,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from exports_app import transfer
 from exports_app.models import ExportFile, ExportJob, JobStatus
 from exports_app.services.keys import account_session
-from exports_app.sftp_client import ConnectionBroke, SftpError
 from signals_app.models import audit
 
 log = logging.getLogger(__name__)
-
-RECONNECTS = 5  # after a dropped connection, before the fetch is called failed
-_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 # Sleeping between reconnects; replaced in tests.
 sleep = time.sleep
@@ -74,31 +70,39 @@ def queue_fetch(export_file: ExportFile) -> None:
 
 def file_fetch(*, file_id: int, user: Any = None) -> ExportFile:
     """Fetch the file (see the module docstring); FetchFailed with the reason. Safe to run
-    again: a fetched file is left alone, a partial one resumed."""
+    again: a fetched file is left alone, a partial one resumed. Its rows are known when it
+    is marked fetched; its rows per signal type are counted right after (count_types)."""
     export_file = ExportFile.objects.select_related("account").get(pk=file_id)
     if export_file.fetched and stored_path(export_file).exists():
+        if not export_file.types_counted:
+            count_types(export_file)
         return export_file
     partial = exports_dir() / f"{export_file.stored_name}.part"
     try:
-        size, sha256 = _download(export_file, partial)
-    except FetchFailed as exc:  # the bytes so far stay, for the next try to resume
+        arrived = transfer.transfer(
+            functools.partial(account_session, export_file.account),
+            export_file.remote_path,
+            partial,
+            max_inflated=settings.EXPORT_MAX_INFLATED_BYTES,
+            sleep=sleep,
+        )
+    except transfer.TransferFailed as exc:  # the bytes so far stay, for the next try
         _failed(export_file, str(exc))
-        raise
-    try:
-        contents = read_contents(partial)
-    except FetchFailed as exc:  # whole but unusable: nothing to resume
+        raise FetchFailed(str(exc)) from None
+    except transfer.NotAnExport as exc:  # whole but unusable: nothing to resume
         partial.unlink(missing_ok=True)
         _failed(export_file, str(exc))
-        raise
+        raise FetchFailed(str(exc)) from None
     os.replace(partial, stored_path(export_file))
     now = timezone.now()
     with transaction.atomic():
         ExportFile.objects.filter(pk=export_file.pk).update(
-            size_bytes=size,
-            remote_size=size,
-            sha256=sha256,
-            rows=contents.rows,
-            rows_by_type=contents.by_type,
+            size_bytes=arrived.size,
+            remote_size=arrived.size,
+            sha256=arrived.sha256,
+            rows=arrived.rows,
+            rows_by_type={},
+            types_counted=False,
             fetched=True,
             fetched_at=now,
             fetched_by=user if getattr(user, "pk", None) else None,
@@ -113,49 +117,27 @@ def file_fetch(*, file_id: int, user: Any = None) -> ExportFile:
         actor=user,
         account=export_file.account.name,
         path=export_file.remote_path,
-        bytes=size,
-        rows=contents.rows,
-        sha256=sha256,
+        bytes=arrived.size,
+        rows=arrived.rows,
+        sha256=arrived.sha256,
     )
     export_file.refresh_from_db()
+    count_types(export_file)
     return export_file
 
 
-def _download(export_file: ExportFile, partial: Path) -> tuple[int, str]:
-    """The remote file into `partial`, resumed where a broken connection left it."""
-    hasher = hashlib.sha256()
-    if partial.exists():
-        with partial.open("rb") as done:
-            while chunk := done.read(1 << 20):
-                hasher.update(chunk)
-    broken = 0
-    while True:
-        try:
-            with account_session(export_file.account) as sftp:
-                size = sftp.size(export_file.remote_path)
-                if size is None:
-                    raise FetchFailed(
-                        f"{export_file.remote_path} is not on the SFTP server any more "
-                        "(Connect deletes export files after 28 days)"
-                    )
-                have = partial.stat().st_size if partial.exists() else 0
-                if have > size:  # the remote file changed under us: start again
-                    partial.unlink()
-                    hasher, have = hashlib.sha256(), 0
-                with partial.open("ab") as out:
-                    sftp.download(export_file.remote_path, out, start=have, on_data=hasher.update)
-                got = partial.stat().st_size
-                if got != size:
-                    raise ConnectionBroke(f"{got} of {size} bytes arrived", 0)
-                return size, hasher.hexdigest()
-        except ConnectionBroke as exc:
-            broken += 1
-            log.warning("fetching %s: %s (reconnect %d)", export_file.remote_path, exc, broken)
-            if broken > RECONNECTS:
-                raise FetchFailed(f"{exc}; gave up after {RECONNECTS} reconnects") from None
-            sleep(_BACKOFF[min(broken, len(_BACKOFF)) - 1])
-        except SftpError as exc:
-            raise FetchFailed(str(exc)) from None
+def count_types(export_file: ExportFile) -> None:
+    """Rows per signal type of a fetched file (a full CSV read: slower than the row count,
+    so after the file is marked fetched; the pages say it is being counted meanwhile)."""
+    try:
+        contents = read_contents(stored_path(export_file))
+    except FetchFailed as exc:  # fetched and counted, yet not readable as CSV rows
+        log.warning("counting types of %s: %s", export_file.remote_path, exc)
+        by_type = {"(rows not readable)": export_file.rows or 0}
+    else:
+        by_type = contents.by_type
+    ExportFile.objects.filter(pk=export_file.pk).update(rows_by_type=by_type, types_counted=True)
+    export_file.rows_by_type, export_file.types_counted = by_type, True
 
 
 class _Capped(io.RawIOBase):

@@ -211,6 +211,32 @@ def test_a_file_is_previewed_filtered_by_type_and_downloaded(
     assert ops.get(f"{url}/download").status_code == 200
 
 
+def test_a_file_page_follows_the_count_of_rows_per_type(
+    account: ConnectAccount, sandbox: Sandbox
+) -> None:
+    """Rows per type are counted after the file is marked fetched: meanwhile its page says
+    so and asks again; once counted, the chart and the type filter's choices arrive."""
+    user, client = person(Role.MARKETER)
+    job = fetched_job(account, sandbox, user)
+    assert job.file is not None
+    ExportFile.objects.filter(pk=job.file.pk).update(rows_by_type={}, types_counted=False)
+    url = f"/exports/files/{job.file.pk}"
+    page = client.get(url).content.decode()
+    assert "Counting the rows of each signal type" in page
+    assert 'hx-trigger="every 3s"' in page and '<option value="order"' not in page
+
+    asked = {"HX-Request": "true", "HX-Target": "file-facts"}
+    still = client.get(url, headers=asked).content.decode()
+    assert still.lstrip().startswith('<section class="card" id="file-facts"')
+    assert "Counting the rows" in still and "hx-swap-oob" not in still
+
+    fetching.count_types(ExportFile.objects.get(pk=job.file.pk))
+    done = client.get(url, headers=asked).content.decode()
+    assert "Counting the rows" not in done and "every 3s" not in done
+    assert 'id="f-type" hx-swap-oob="true"' in done
+    assert '<option value="addToCart"' in done and '<option value="order"' in done
+
+
 def test_the_sftp_folder_is_browsed_by_day_and_any_file_fetched(
     account: ConnectAccount, sandbox: Sandbox, admin: User
 ) -> None:

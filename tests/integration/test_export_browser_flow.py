@@ -83,6 +83,7 @@ def test_a_marketer_schedules_an_export_watches_it_complete_previews_and_downloa
         page.wait_for_selector("#job-state .status", timeout=WAIT_MS)
         page.screenshot(path=ARTIFACTS / "export-2-job.png", full_page=True)
         page.wait_for_selector("#job-state .status:text('Fetched')", timeout=WAIT_MS)
+        page.wait_for_selector("text=Rows per signal type", timeout=WAIT_MS)  # counted next
     page.screenshot(path=ARTIFACTS / "export-3-fetched.png", full_page=True)
     job = ExportJob.objects.get()
     assert job.status == JobStatus.FETCHED and job.scheduled_for == run_at

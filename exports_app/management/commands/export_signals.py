@@ -227,6 +227,9 @@ class Command(BaseCommand):
         export_file = job.file
         if job.status != JobStatus.FETCHED or export_file is None:
             self._fail(f"job {job.public_id}: {job.error_message or last}", EXIT_INCOMPLETE)
+        while not export_file.types_counted and time.monotonic() < deadline:
+            time.sleep(options["poll"])  # its rows per type are counted just after
+            export_file.refresh_from_db()
         by_type = ", ".join(f"{t} {n}" for t, n in export_file.rows_by_type.items())
         self.stdout.write(
             f"file: {fetching.stored_path(export_file)}\n"
