@@ -161,6 +161,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "purge-export-archive": {
+        "task": "exports_app.tasks.purge_export_archive",
+        "schedule": 3600.0,
+        "options": {"expires": 3500},
+    },
 }
 
 # `manage.py devstack` (what `make run` ends with) and the local sandbox it starts; the demo

@@ -156,6 +156,7 @@ class ExportFile(models.Model):
     )
     error = models.TextField(blank=True)
     keep_until = models.DateTimeField(null=True, blank=True)  # the archive's retention
+    removed_at = models.DateTimeField(null=True, blank=True)  # taken out of the archive then
 
     class Meta:
         ordering = ["-fetched_at", "-id"]

@@ -34,3 +34,9 @@ def resume_export_watches() -> None:
 def run_export_schedule(schedule_id: int) -> None:
     """Fired by celery beat (django_celery_beat's periodic task of the schedule)."""
     schedules.schedule_run(schedule_id=schedule_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def purge_export_archive() -> None:
+    """Every hour (celery beat): fetched files past their retention leave the archive."""
+    fetching.archive_purge()

@@ -182,6 +182,7 @@ def job_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
         "steps": _steps(job),
         "window_label": rules.WINDOWS.get(job.window, job.window),
         "expires": browsing.expires_at(job.file) if job.file else None,
+        "now": timezone.now(),
         "can_export": can_export(request.user),
         "chart": _type_rows(job.file),
     }

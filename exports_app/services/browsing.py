@@ -82,7 +82,7 @@ def fetch_requested(*, account: ConnectAccount, remote_path: str, user: Any) -> 
             defaults={"stored_name": fetching.new_stored_name(), "fetched_by": user},
         )
         if not export_file.fetched:
-            ExportFile.objects.filter(pk=export_file.pk).update(error="")
+            ExportFile.objects.filter(pk=export_file.pk).update(error="", removed_at=None)
             fetching.queue_fetch(export_file)
     return export_file
 

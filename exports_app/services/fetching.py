@@ -18,7 +18,7 @@ import uuid
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -108,6 +108,7 @@ def file_fetch(*, file_id: int, user: Any = None) -> ExportFile:
             fetched_by=user if getattr(user, "pk", None) else None,
             error="",
             keep_until=now + timedelta(days=settings.EXPORT_ARCHIVE_DAYS),
+            removed_at=None,
         )
         ExportJob.objects.filter(file=export_file).exclude(status=JobStatus.FETCHED).update(
             status=JobStatus.FETCHED, finished_at=now, error_message=""
@@ -124,6 +125,26 @@ def file_fetch(*, file_id: int, user: Any = None) -> ExportFile:
     export_file.refresh_from_db()
     count_types(export_file)
     return export_file
+
+
+def archive_purge(*, now: datetime | None = None) -> int:
+    """Take the files whose retention (EXPORT_ARCHIVE_DAYS from their fetch) has passed out
+    of the archive: the bytes go, the record stays with its rows, size and SHA-256, saying
+    when it was removed. Returns how many went. Run hourly by celery beat."""
+    now = now or timezone.now()
+    removed = 0
+    for export_file in ExportFile.objects.filter(fetched=True, keep_until__lte=now):
+        stored_path(export_file).unlink(missing_ok=True)
+        ExportFile.objects.filter(pk=export_file.pk).update(fetched=False, removed_at=now)
+        audit(
+            action="export.archive_removed",
+            actor=None,
+            account=export_file.account.name,
+            path=export_file.remote_path,
+            kept_until=export_file.keep_until.isoformat() if export_file.keep_until else "",
+        )
+        removed += 1
+    return removed
 
 
 def count_types(export_file: ExportFile) -> None:

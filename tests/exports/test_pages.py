@@ -21,7 +21,7 @@ from django_celery_beat.models import PeriodicTask
 from connectadmin.models import ConnectAccount
 from connectadmin.roles import Role
 from exports_app.models import ExportFile, ExportJob, ExportSchedule, JobStatus, Recurrence
-from exports_app.services import fetching, jobs, schedules
+from exports_app.services import browsing, fetching, jobs, schedules
 from tests.exports.test_jobs import ready_account, request, watched_until_done
 from tests.sandbox.support import Sandbox, signal
 
@@ -235,6 +235,34 @@ def test_a_file_page_follows_the_count_of_rows_per_type(
     assert "Counting the rows" not in done and "every 3s" not in done
     assert 'id="f-type" hx-swap-oob="true"' in done
     assert '<option value="addToCart"' in done and '<option value="order"' in done
+
+
+def test_a_file_past_its_retention_leaves_the_archive_and_its_pages_say_so(
+    account: ConnectAccount, sandbox: Sandbox, settings: Any
+) -> None:
+    settings.EXPORT_ARCHIVE_DAYS = 30
+    user, client = person(Role.MARKETER)
+    job = fetched_job(account, sandbox, user)
+    assert job.file is not None and job.file.keep_until is not None
+    stored = fetching.stored_path(job.file)
+    assert fetching.archive_purge(now=job.file.keep_until - timedelta(seconds=1)) == 0
+    assert stored.exists()
+
+    assert fetching.archive_purge(now=job.file.keep_until) == 1
+    export_file = ExportFile.objects.get(pk=job.file.pk)
+    assert not stored.exists() and not export_file.fetched and export_file.removed_at
+    assert (export_file.rows, export_file.sha256) == (job.file.rows, job.file.sha256)
+    page = client.get(f"/exports/jobs/{job.public_id}").content.decode()
+    assert "removed from connectadmin's archive" in page and "fetch it again" in page
+    assert "Download the file" not in page
+    assert client.get(f"/exports/files/{export_file.pk}/download").status_code == 404
+    assert fetching.archive_purge(now=timezone.now() + timedelta(days=400)) == 0  # once
+
+    browsing.fetch_requested(account=account, remote_path=export_file.remote_path, user=user)
+    fetching.file_fetch(file_id=export_file.pk)
+    again = ExportFile.objects.get(pk=export_file.pk)
+    assert again.fetched and again.removed_at is None and again.sha256 == job.file.sha256
+    assert again.keep_until and again.keep_until > timezone.now() + timedelta(days=29)
 
 
 def test_the_sftp_folder_is_browsed_by_day_and_any_file_fetched(
