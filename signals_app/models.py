@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import models
 
 from connectadmin.models import AppKey
+from signals_app.outcome import Outcome, import_outcome
 
 
 class ImportMode(models.TextChoices):
@@ -128,6 +129,11 @@ class SignalImport(models.Model):
     @property
     def is_live(self) -> bool:
         return self.mode == ImportMode.LIVE
+
+    @property
+    def outcome(self) -> Outcome:
+        """Its status as people read it (signals_app.outcome): word, colour, sentence."""
+        return import_outcome(self)
 
 
 class Severity(models.TextChoices):

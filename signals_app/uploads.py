@@ -29,19 +29,11 @@ from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
 
+from signals_app.validation.sizes import human_size
+
 # Room for the multipart framing and the form's other fields (app key, mode, tokens)
 # when judging the request's declared length against the file cap.
 FORM_OVERHEAD_BYTES = 64 * 1024
-
-
-def human_size(size: int) -> str:
-    """1073741824 -> "1 GiB"; exact multiples stay whole numbers."""
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def too_large_message(limit: int) -> str:

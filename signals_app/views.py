@@ -53,9 +53,11 @@ from signals_app.models import (
     ImportStatus,
     SignalImport,
 )
+from signals_app.outcome import import_outcome
 from signals_app.services import downloads, fixes, preview, sending, upload
 from signals_app.services.errors import ImportRefused
 from signals_app.uploads import UploadSizeCap, human_size, install_upload_cap
+from signals_app.validation.readers import UnreadableFile
 
 P = ParamSpec("P")
 
@@ -314,6 +316,7 @@ def import_detail(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
         "can_import": can_import(request.user),
         "can_send_live": can_send_live(request.user),
         "can_resend": can_resend(request.user),
+        "outcome": import_outcome(signal_import, can_resend=can_resend(request.user)),
         "is_owner_or_ops": signal_import.created_by_id == request.user.pk
         or sees_all_imports(request.user),
     }
@@ -475,6 +478,7 @@ def import_promote(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
             signal_import=signal_import,
             user=request.user,
             confirm_skip=_int_or_none(request.POST.get("confirm_skip")),
+            confirm_incomplete=request.POST.get("confirm_incomplete") == "1",
         )
     except ImportRefused as refused:
         messages.error(request, str(refused))
@@ -521,24 +525,51 @@ def import_fix(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
 
 
 @login_required
-@require_POST
 def batch_resend(request: HtmxHttpRequest, public_id: UUID, number: int) -> HttpResponse:
+    """A failed batch is resent at once (Connect surely did not take it); one of unknown
+    outcome may already be in Connect, so a page first says how to check, and the resend
+    needs a confirmation and a reason, kept in the audit trail."""
     if not can_resend(request.user):
         raise PermissionDenied("Only ops and admins resend batches.")
     signal_import = _import_or_404(request, public_id)
     batch = get_object_or_404(ImportBatch, signal_import=signal_import, number=number)
     if batch.state not in (BatchState.UNKNOWN, BatchState.FAILED):
         messages.error(request, f"Batch {number} is {batch.get_state_display().lower()}.")
-        return redirect(_detail_url(signal_import))
+        return redirect(_detail_url(signal_import) + "#ledger")
     if signal_import.is_live and not can_send_live(request.user):
         raise PermissionDenied("Resending a live batch needs the “send live” permission.")
+    reason = request.POST.get("reason", "").strip()
+    problem = ""
+    if request.method == "POST" and batch.state == BatchState.UNKNOWN:
+        if request.POST.get("confirm") != "1":
+            problem = "Tick the box to confirm that you checked Connect."
+        elif not reason:
+            problem = "Say why the batch is resent (what you found in Connect)."
+    if request.method != "POST" or problem:
+        context = {
+            "imp": signal_import,
+            "batch": batch,
+            "sample": _batch_sample(signal_import, batch),
+            "reason": reason,
+            "problem": problem,
+        }
+        return TemplateResponse(
+            request, "signals/batch_resend.html", context, status=400 if problem else 200
+        )
     try:
-        sending.batch_resend(batch=batch, user=request.user)
+        sending.batch_resend(batch=batch, user=request.user, reason=reason)
     except ImportRefused as refused:
         messages.error(request, str(refused))
     else:
         messages.success(request, f"Batch {number} queued to be sent again.")
     return redirect(_detail_url(signal_import) + "#ledger")
+
+
+def _batch_sample(signal_import: SignalImport, batch: ImportBatch) -> list[Any]:
+    try:
+        return downloads.batch_sample(signal_import, batch.first_signal, batch.last_signal)
+    except (OSError, UnreadableFile):  # the file is gone or damaged: the page says so
+        return []
 
 
 # --- downloads -----------------------------------------------------------------------

@@ -123,7 +123,7 @@ def test_a_record_is_refused_past_the_limit_wherever_the_reads_end() -> None:
     big = b'{"s": "' + b"x" * 5000 + b'"}'
     for size in (13, 4096, 1 << 20):
         assert refusal(b"[1, " + big + b"]", size=size, limit=4000).startswith(
-            "signal 1 is larger than 4000 bytes, the limit for one signal (it starts at byte 4)"
+            "signal 1 is larger than 3.9 KiB, the limit for one signal (it starts at byte 4)"
         )
     assert records(b"[1, " + big + b"]", limit=len(big)) == [b"1", big]
 

@@ -36,7 +36,7 @@ from signals_app.models import (
     SendLane,
     SignalImport,
 )
-from signals_app.services import sending
+from signals_app.services import downloads, sending
 from signals_app.services.errors import ImportRefused
 from signals_app.validation.readers import UnreadableFile
 from tests.factories import make_app_key
@@ -544,6 +544,40 @@ def test_a_completed_test_import_is_promoted_to_live(
     assert all(s["test"] is False for call in client.calls for s in call)
     with pytest.raises(ImportRefused, match="already promoted"):
         sending.import_promote(signal_import=tested, user=sender_live, confirm_skip=3)
+
+
+def test_a_test_not_accepted_whole_is_promoted_only_when_the_sender_confirms(
+    imports_dir: Path, marketer: User, sender_live: User
+) -> None:
+    tested = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    sending.import_send_run(import_id=tested.pk, client=FakeClient(Outcome.FAILED))
+    tested.refresh_from_db()
+    assert (tested.status, tested.failed, tested.outcome.key) == (
+        ImportStatus.COMPLETED, 5, "partial"
+    )  # fmt: skip
+    with pytest.raises(ImportRefused, match=r"not accepted whole \(5 failed\)"):
+        sending.import_promote(signal_import=tested, user=sender_live, confirm_skip=3)
+    assert not tested.promotions.exists()
+    live = sending.import_promote(
+        signal_import=tested, user=sender_live, confirm_skip=3, confirm_incomplete=True
+    )
+    assert live.promoted_from == tested and live.status == ImportStatus.SENDING
+
+
+def test_a_batch_sample_shows_its_first_valid_signals_as_in_the_file(
+    imports_dir: Path, marketer: User
+) -> None:
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    second = batches(signal_import)[1]
+    sample = downloads.batch_sample(signal_import, second.first_signal, second.last_signal)
+    valid = [n for n in range(second.first_signal, second.last_signal + 1) if n not in REJECTED]
+    assert [index for index, _, _ in sample] == valid[:3]
+    assert all(f'"S-{index}"' in text for index, _, text in sample)
+    assert [line for _, line, _ in sample] == [index + 1 for index in valid[:3]]
 
 
 def test_a_sent_batch_cannot_be_resent(imports_dir: Path, marketer: User) -> None:

@@ -224,18 +224,35 @@ def test_a_marketer_may_not_resend_a_batch(client: Client, marketer: User) -> No
     assert client.post(url).status_code == 403
 
 
-def test_ops_resend_an_unknown_batch_in_one_click(client: Client) -> None:
+def test_ops_resend_an_unknown_batch_after_saying_why_and_a_failed_one_at_once(
+    client: Client,
+) -> None:
     signal_import = make_import(make_user("mia", "marketer"), status=ImportStatus.COMPLETED)
-    add_batches(signal_import, [BatchState.SENT, BatchState.UNKNOWN])
+    add_batches(signal_import, [BatchState.SENT, BatchState.UNKNOWN, BatchState.FAILED])
     client.force_login(make_user("otto", "ops"))
     page = client.get(detail_url(signal_import)).content.decode()
-    assert page.count(">Resend</button>") == 1
-    response = client.post(
-        reverse("signals:batch_resend", args=[signal_import.public_id, 1]), follow=True
+    unknown_url = reverse("signals:batch_resend", args=[signal_import.public_id, 1])
+    assert f'href="{unknown_url}">Check and resend' in page
+    assert page.count(">Resend</button>") == 1  # the failed batch: one click
+
+    confirm = client.get(unknown_url).content.decode()
+    assert "This batch may already be in Connect" in confirm and "How to check" in confirm
+    refused = client.post(unknown_url, {"reason": "not in Connect"})
+    assert refused.status_code == 400 and "Tick the box" in refused.content.decode()
+    refused = client.post(unknown_url, {"confirm": "1", "reason": " "})
+    assert refused.status_code == 400 and "Say why" in refused.content.decode()
+    assert ImportBatch.objects.get(signal_import=signal_import, number=1).state == "unknown"
+
+    done = client.post(
+        unknown_url, {"confirm": "1", "reason": "not in Connect at 10:42"}, follow=True
     )
-    assert response.status_code == 200
+    assert "Batch 1 queued to be sent again." in done.content.decode()
     assert ImportBatch.objects.get(signal_import=signal_import, number=1).state == "pending"
-    assert "Batch 1 queued to be sent again." in response.content.decode()
+    event = AuditEvent.objects.get(signal_import=signal_import, action="batch.resend")
+    assert event.detail["reason"] == "not in Connect at 10:42"
+
+    client.post(reverse("signals:batch_resend", args=[signal_import.public_id, 2]))
+    assert ImportBatch.objects.get(signal_import=signal_import, number=2).state == "pending"
 
 
 # --- upload ---------------------------------------------------------------------------

@@ -96,3 +96,19 @@ def valid_signals_ndjson(signal_import: SignalImport) -> Iterator[bytes]:
     """Only the valid signals, one per line, in file order."""
     for _index, text in iter_valid_signals(signal_import):
         yield text + b"\n"
+
+
+def batch_sample(
+    signal_import: SignalImport, first: int, last: int, limit: int = 3
+) -> list[tuple[int, int | None, str]]:
+    """(signal number, line, JSON text) of the first `limit` valid signals numbered
+    `first`..`last`: what a person looks for in Connect to tell whether a batch arrived.
+    Reads the file from its start up to them."""
+    sample: list[tuple[int, int | None, str]] = []
+    for record in iter_valid_records(signal_import):
+        if record.index > last or len(sample) >= limit:
+            break
+        if record.index >= first:
+            text = one_line(record.raw) if record.raw is not None else dumps(record.value)
+            sample.append((record.index, record.line, text.decode("utf-8", "replace")))
+    return sample

@@ -959,9 +959,14 @@ def import_cancel(*, signal_import: SignalImport, user: User) -> SignalImport:
 
 
 def import_promote(
-    *, signal_import: SignalImport, user: User, confirm_skip: int | None = None
+    *,
+    signal_import: SignalImport,
+    user: User,
+    confirm_skip: int | None = None,
+    confirm_incomplete: bool = False,
 ) -> SignalImport:
-    """Send a completed test import's validated signals again, live: a new import."""
+    """Send a completed test import's validated signals again, live: a new import. A test
+    that Connect did not accept whole (failed or unknown batches) needs `confirm_incomplete`."""
     if not user.has_perm(SEND_LIVE):
         raise PermissionDenied("Sending live needs the “send live” permission.")
     with transaction.atomic():
@@ -970,6 +975,19 @@ def import_promote(
             raise ImportRefused("This import was already sent live.")
         if tested.status != ImportStatus.COMPLETED:
             raise ImportRefused("Only a test import that completed can be promoted to live.")
+        if (tested.failed or tested.unknown) and not confirm_incomplete:
+            missing = " and ".join(
+                part
+                for part in (
+                    f"{tested.failed:,} failed" if tested.failed else "",
+                    f"the outcome of {tested.unknown:,} is unknown" if tested.unknown else "",
+                )
+                if part
+            )
+            raise ImportRefused(
+                f"The test was not accepted whole ({missing}): confirm that you want to send "
+                "live anyway."
+            )
         earlier = tested.promotions.first()
         if earlier is not None:
             raise ImportRefused(f"This test import was already promoted (import {earlier.pk}).")

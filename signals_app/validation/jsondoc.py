@@ -31,6 +31,7 @@ from typing import Final
 import msgspec
 
 from signals_app.validation.errors import UnreadableFile
+from signals_app.validation.sizes import human_size
 
 ARRAY, SIGNALS, SINGLE = "array", "signals", "single"
 
@@ -286,7 +287,7 @@ class JsonDocument:
     def _check_size(self, start: int, end: int) -> None:
         if end - start > self._max_record_bytes:
             raise UnreadableFile(
-                f"signal {self._index} is larger than {self._max_record_bytes} bytes, the "
+                f"signal {self._index} is larger than {human_size(self._max_record_bytes)}, the "
                 f"limit for one signal (it starts at byte {start})"
             )
 

@@ -91,6 +91,7 @@ from signals_app.validation.jsondoc import (
 )
 from signals_app.validation.jsontext import TooLarge, parse_json
 from signals_app.validation.schema import Kind, all_field_kinds
+from signals_app.validation.sizes import human_size
 
 __all__ = ["FORMATS", "Record", "SignalFile", "UnreadableFile", "open_signal_file"]
 
@@ -283,7 +284,7 @@ class SignalFile:
             number += 1
             if len(line) == limit and line[-1] != 10:  # 10 is "\n": the line goes on
                 raise UnreadableFile(
-                    f"line {number} is longer than {self._max_record_bytes} bytes, "
+                    f"line {number} is longer than {human_size(self._max_record_bytes)}, "
                     "the limit for one signal"
                 )
             line = line.strip()
@@ -544,18 +545,18 @@ class _Inflater(io.RawIOBase):
             data = self._gzip.read1(len(buffer))
         except EOFError:
             raise UnreadableFile(
-                f"the gzip data is truncated: it ends after {self._inflated} bytes inflated, "
+                f"the gzip data is truncated: it ends after {human_size(self._inflated)} inflated, "
                 "before the end of the compressed stream"
             ) from None
         except (gzip.BadGzipFile, zlib.error) as exc:
             raise UnreadableFile(
-                f"the gzip data is damaged after {self._inflated} bytes inflated ({exc})"
+                f"the gzip data is damaged after {human_size(self._inflated)} inflated ({exc})"
             ) from None
         size = len(data)
         self._inflated += size
         if self._inflated > self._max_inflated_bytes:
             raise UnreadableFile(
-                f"the gzip data inflates past {self._max_inflated_bytes} bytes; "
+                f"the gzip data inflates past {human_size(self._max_inflated_bytes)}; "
                 "refused as a possible gzip bomb"
             )
         # A small gzip may inflate to gigabytes of newlines: refused once the run of blank

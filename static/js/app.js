@@ -15,7 +15,10 @@
       });
       form.setAttribute("aria-busy", "true");
     } else {
+      // A form checked here (novalidate: the server's messages stay in the page) still
+      // says what is missing: the browser's own message at the first field to fix.
       event.preventDefault();
+      if (!form.checkValidity()) form.reportValidity();
     }
   });
 

@@ -113,6 +113,8 @@ def test_login_and_upload_a_file_then_see_its_field_errors(
     page.wait_for_selector("#preview")
     rejected = page.locator("article.signal")
     assert rejected.count() == 1
+    assert not rejected.first.is_visible()  # folded under its heading, after the rest
+    page.locator("#rejected summary").click()
     marked = page.locator('.jl-error[data-path="signalContent.currency"]')
     assert marked.is_visible()
     assert "missing" in marked.inner_text()
@@ -128,6 +130,7 @@ def test_the_preview_of_a_checked_file(page: Any) -> None:
     sign_in(page, "mia")
     page.goto(f"/imports/{signal_import.public_id}")
     assert page.locator("#preview").get_by_text("Rejected").is_visible()
+    page.locator("#rejected summary").click()
     first_error = page.locator('.jl-error[data-path="identifiableAttributes.email"]').first
     assert first_error.is_visible()
     assert "Not an e-mail." in first_error.inner_text()
@@ -170,22 +173,29 @@ def test_an_import_while_sending_updates_its_progress(page: Any) -> None:
     ImportBatch.objects.filter(signal_import=signal_import, number=3).update(
         state=BatchState.SENT, finished_at=timezone.now(), duration_ms=700
     )
-    SignalImport.objects.filter(pk=signal_import.pk).update(accepted=1000)
+    SignalImport.objects.filter(pk=signal_import.pk).update(accepted=1000, sent=1000)
     page.wait_for_function(
         "document.querySelector('#progress').innerText.includes('4 of 4')", timeout=5000
     )
-    # ...and when the import completes, the page shows the result.
+    # ...and when the import completes, the page says first what happened: a batch failed
+    # and one has an unknown outcome, so it is not "Completed" in green.
     SignalImport.objects.filter(pk=signal_import.pk).update(
         status=ImportStatus.COMPLETED, send_finished_at=timezone.now()
     )
-    page.wait_for_selector(".status-completed", timeout=5000)
+    page.wait_for_selector("#summary .status-attention", timeout=5000)
     assert page.locator("#progress").count() == 0
+    summary = page.locator("#summary").inner_text()
+    assert "Needs attention" in summary and "the outcome of 500 signals is unknown" in summary
+    assert page.locator(".status-completed").count() == 0
 
 
 def test_the_history_of_imports(page: Any) -> None:
     mia = make_user("mia", "marketer")
     make_user("otto", "ops")
-    done = make_import(mia, original_name="newsletter-april.json", status=ImportStatus.COMPLETED)
+    done = make_import(
+        mia, original_name="newsletter-april.json", status=ImportStatus.COMPLETED,
+        sent=1000, accepted=1000, unknown=500,
+    )  # fmt: skip
     add_rejected(done)
     add_batches(done, [BatchState.SENT, BatchState.SENT, BatchState.UNKNOWN])
     make_import(mia, original_name="catalogue.csv")
@@ -193,7 +203,7 @@ def test_the_history_of_imports(page: Any) -> None:
     page.get_by_role("link", name="History", exact=True).click()
     row = page.locator("tr", has_text="newsletter-april.json")
     assert row.is_visible()
-    assert "Completed" in row.inner_text()
+    assert "Needs attention" in row.inner_text()
     assert page.locator("svg.chart").count() == 2
     page.screenshot(path=ARTIFACTS / "06-history.png", full_page=True)
 
