@@ -248,15 +248,20 @@ def _progress(signal_import: SignalImport) -> Progress | None:
         return Progress("validating", int(fraction * 100), facts, left)
     if signal_import.status == ImportStatus.SENDING:
         total = signal_import.batches_total
-        counts = batch_counts(signal_import)
+        totals = ledger_totals(signal_import)  # counters and batches from one moment
+        counts = {state: batches for state, (batches, _) in totals.items()}
         done = sum(counts.get(state, 0) for state in FINAL_BATCH_STATES)
         fraction = done / total if total else 0.0
         _elapsed, left = _time_left(signal_import.send_started_at, fraction)
+
+        def signals(state: str) -> str:
+            return f"{totals.get(state, (0, 0))[1]:,}"
+
         facts = [
             ("Batches", f"{done:,} of {total:,}"),
-            ("Signals accepted", f"{signal_import.accepted:,}"),
-            ("Failed", f"{signal_import.failed:,}"),
-            ("Outcome unknown", f"{signal_import.unknown:,}"),
+            ("Signals accepted", signals(BatchState.SENT)),
+            ("Failed", signals(BatchState.FAILED)),
+            ("Outcome unknown", signals(BatchState.UNKNOWN)),
         ]
         states = ", ".join(
             f"{counts[state]:,} {label.lower()}"
@@ -341,12 +346,19 @@ def import_detail(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
 
 def batch_counts(signal_import: SignalImport) -> dict[str, int]:
     """Batches per ledger state (one GROUP BY over the import's batches)."""
-    return dict(
+    return {state: batches for state, (batches, _) in ledger_totals(signal_import).items()}
+
+
+def ledger_totals(signal_import: SignalImport) -> dict[str, tuple[int, int]]:
+    """(batches, signals) per ledger state, in one GROUP BY: the figures of a refresh all
+    come from the same moment of the ledger."""
+    rows = (
         signal_import.batches.order_by()
         .values("state")
-        .annotate(n=Count("id"))
-        .values_list("state", "n")
+        .annotate(n=Count("id"), signals=Sum("size"))
+        .values_list("state", "n", "signals")
     )
+    return {state: (n, signals or 0) for state, n, signals in rows}
 
 
 def _ledger_context(request: HtmxHttpRequest, signal_import: SignalImport) -> dict[str, Any]:

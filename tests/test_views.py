@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -217,6 +218,31 @@ def test_it_rejects_live_send_without_permission(client: Client, marketer: User)
     assert not live.batches.exists()
 
 
+def test_sending_progress_counts_signals_from_the_ledger_at_each_refresh(
+    client: Client, marketer: User
+) -> None:
+    """The counters on the import row lag the ledger; the progress reads both the batches
+    and their signals from the ledger, so they always agree (issue: "47 of 191 batches"
+    beside "13,500 accepted"). The status in the page head follows too."""
+    signal_import = make_import(
+        marketer,
+        status=ImportStatus.SENDING,
+        batches_total=5,
+        accepted=0,
+        send_started_at=timezone.now(),
+    )
+    states = [BatchState.SENT, BatchState.SENT, BatchState.FAILED, BatchState.UNKNOWN, "pending"]
+    add_batches(signal_import, states)
+    poll = {"HX-Request": "true", "HX-Target": "progress"}
+    body = client.get(detail_url(signal_import), headers=poll).content.decode()
+    facts = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", body))
+    assert facts["Batches"] == "4 of 5"
+    assert (facts["Signals accepted"], facts["Failed"], facts["Outcome unknown"]) == (
+        "1,000", "500", "500"
+    )  # fmt: skip
+    assert 'id="imp-status" hx-swap-oob="true">Sending<' in body
+
+
 def test_a_marketer_may_not_resend_a_batch(client: Client, marketer: User) -> None:
     signal_import = make_import(marketer, status=ImportStatus.COMPLETED)
     add_batches(signal_import, [BatchState.UNKNOWN])
@@ -365,6 +391,32 @@ def test_a_file_whose_name_is_not_utf8_is_named_as_the_problem(
 
 
 # --- the import page -------------------------------------------------------------------
+
+
+def test_a_warning_row_says_its_signals_are_sent_and_names_some_instead_of_linking(
+    client: Client, marketer: User
+) -> None:
+    """A warning rejects nothing, so the rejected list cannot show its signals: its row
+    names a few and points at the error report instead of linking to an empty list."""
+    signal_import = make_import(marketer, warnings=6)
+    add_rejected(signal_import)
+    for signal in range(10, 16):
+        ImportFinding.objects.create(
+            signal_import=signal_import, signal=signal, line=signal + 1,
+            path="signalContent.currency", path_pattern="signalContent.currency",
+            severity="warning", code="currency_case", message="currency should be upper case",
+        )  # fmt: skip
+    signal_import.problem_counts = [
+        *signal_import.problem_counts,
+        {"path": "signalContent.currency", "code": "currency_case", "severity": "warning",
+         "count": 6},
+    ]  # fmt: skip
+    signal_import.save(update_fields=["problem_counts"])
+    page = client.get(detail_url(signal_import)).content.decode()
+    assert "A warning does not reject its signal" in page
+    assert "code=currency_case" not in page  # no link to a list that cannot hold them
+    assert "code=required" in page  # errors still link to their rejected signals
+    assert "Also signal 11 (line 12), signal 12 (line 13); all 6 in the error report" in page
 
 
 def test_the_preview_shows_findings_and_marks_the_failing_fields(
