@@ -331,8 +331,21 @@ def test_a_marketer_without_permission_cannot_upload_live(
         {"app_key": app_key.pk, "mode": "live", "idempotency_key": "t", "file": _upload()},
     )
     assert response.status_code == 400
-    assert "send live" in response.content.decode()
+    page = response.content.decode()
+    assert "send live" in page
     assert not SignalImport.objects.exists()
+    # The form comes back with a choice it can take: test, not nothing.
+    assert '<input type="radio" name="mode" value="test" checked>' in page
+
+
+def test_ops_are_not_invited_to_do_what_they_may_not(client: Client) -> None:
+    mia = make_user("mia", "marketer")
+    client.force_login(make_user("otto", "ops"))
+    home = client.get("/").content.decode()
+    assert "Check a file" not in home and "New import" not in home
+    assert "Follow every import and export" in home
+    page = client.get(detail_url(make_import(mia))).content.decode()
+    assert "Send as test" not in page and "Waiting for mia to send it." in page
 
 
 def test_a_file_over_the_cap_gets_a_clear_message(
