@@ -14,9 +14,10 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 ## Start everything for a demo: web, worker, scheduler and sandbox, with demo logins.
+# DEBUG is off as in production, so seed_demo needs --force to create the demo logins.
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
+	$(PY) manage.py seed_demo --force
 	$(PY) manage.py devstack
 
 ## The whole suite, plus ruff and mypy.

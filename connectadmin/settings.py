@@ -31,7 +31,9 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 # The development defaults are flagged by `manage.py check --deploy` (connectadmin.checks).
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: `make run` behaves as production does (the product's own error
+# pages, static files through WhiteNoise). DJANGO_DEBUG=1 shows Django's debug pages.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
@@ -40,6 +42,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before staticfiles: runserver leaves static files to WhiteNoise, with DEBUG on too.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
     "django_celery_beat",
@@ -51,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,7 +111,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise serves STATIC_ROOT, filled by `collectstatic` (`manage.py devstack` runs it
+# at start). With DEBUG on it reads static/ on every request instead, so edits show at once.
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing folder
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -229,6 +237,9 @@ SIGNALS_GZIP_MAX_INFLATED_BYTES = gzip_max_inflated_bytes()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # A refused request (403, 400) is one warning line: Django attaches its traceback.
+    "filters": {"client_errors_in_one_line": {"()": "connectadmin.logs.ClientErrorsInOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"filters": ["client_errors_in_one_line"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

@@ -1,6 +1,8 @@
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.templatetags.static import static
 
 from signals_app.access import can_import, sees_all_imports
 from signals_app.models import ImportStatus, SignalImport
@@ -26,3 +28,8 @@ def home(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness probe for `make run` and the tests: answers without touching the database."""
     return JsonResponse({"status": "ok"})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, asked for by pages without the layout's icon (the admin, downloads)."""
+    return redirect(static("favicon.svg"), permanent=True)

@@ -168,6 +168,11 @@ def test_devstack_serves_the_app_with_a_worker_and_stops_everything_on_sigterm(
         assert stack.get("/healthz") == (200, b'{"status": "ok"}')
         status, body = stack.get("/")
         assert status == 200 and b"connectadmin" in body
+        # DEBUG is off, as in production: devstack collected the static files first and
+        # WhiteNoise serves them from the web process.
+        assert re.search(r"^\s+static \| \d+ static files? copied to ", stack.output, re.M)
+        status, body = stack.get("/static/css/app.css")
+        assert status == 200 and b".topbar" in body
         assert "admin-demo-pass" in stack.output  # the demo logins are shown
         assert re.search(r"^\s+web \| ", stack.output, re.M)  # prefixed child output
         assert re.search(r"^\s+worker \| ", stack.output, re.M)

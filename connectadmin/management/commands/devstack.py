@@ -1,11 +1,12 @@
-"""What `make run` ends with: the web server, a Celery worker, Celery beat (the periodic
-tasks, with the worker) and, when it exists, the local sandbox, as child processes whose
-output is shown prefixed with their name.
+"""What `make run` ends with: the static files collected for WhiteNoise, then the web
+server, a Celery worker, Celery beat (the periodic tasks, with the worker) and, when it
+exists, the local sandbox, as child processes whose output is shown prefixed with their name.
 Ctrl-C or SIGTERM stops them all; if one dies, the others are stopped too."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from types import FrameType
 from typing import IO, Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connectadmin.demo import DEMO_ACCOUNTS, DEMO_ATTENTIVE_KEY, DEMO_USERS
@@ -70,6 +72,7 @@ class Command(BaseCommand):
             beat=not options["no_beat"],
         )
         self._output_lock = threading.Lock()
+        self._collect_static()
         stop = threading.Event()
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -126,6 +129,13 @@ class Command(BaseCommand):
             settings.SANDBOX_DATA_DIR.mkdir(parents=True, exist_ok=True)
             children.append(Child("sandbox", [python, "-m", "sandbox", *sandbox_arguments()]))
         return children
+
+    def _collect_static(self) -> None:
+        """With DEBUG off WhiteNoise serves STATIC_ROOT only, as in production: fill it (only
+        files changed since the last run are copied)."""
+        summary = io.StringIO()
+        call_command("collectstatic", interactive=False, verbosity=1, stdout=summary)
+        self._say(f"{'static':>7} | {summary.getvalue().strip()}")
 
     def _start(self, child: Child) -> None:
         child.process = subprocess.Popen(
