@@ -741,20 +741,26 @@ def _charts(visible: QuerySet[SignalImport]) -> dict[str, Any]:
     test = [per_day.get((day, ImportMode.TEST), 0) for day in days]
     live = [per_day.get((day, ImportMode.LIVE), 0) for day in days]
 
-    causes: Counter[str] = Counter()
-    # Promoted imports reuse their source's findings: count each file once.
-    for counts in visible.filter(promoted_from__isnull=True).values_list(
-        "problem_counts", flat=True
+    causes: Counter[tuple[str, str]] = Counter()
+    # Each file once: promoted imports reuse their source's findings, and a file uploaded
+    # again (same name and size) counts by its latest upload only.
+    seen: set[tuple[str, int]] = set()
+    for name, size, counts in (
+        visible.filter(promoted_from__isnull=True)
+        .order_by("-created_at")
+        .values_list("original_name", "size_bytes", "problem_counts")
     ):
+        if (name, size) in seen:
+            continue
+        seen.add((name, size))
         for item in counts or []:
             if item.get("severity") == "error":
-                causes[f"{item.get('path')} · {item.get('code')}"] += int(item.get("count", 0))
-    top_causes = causes.most_common(8)
+                causes[(str(item.get("path", "")), str(item.get("code", "")))] += int(
+                    item.get("count", 0)
+                )
+    top_causes = [(path, code, n) for (path, code), n in causes.most_common(8)]
     return {
         "sent_total": {"test": sum(test), "live": sum(live)},
         "chart_days": charts.signals_per_day(days, test, live) if any(test) or any(live) else None,
-        "causes": top_causes,
-        "chart_causes": charts.horizontal_bars(top_causes, title="Top rejection causes")
-        if top_causes
-        else None,
+        "causes": charts.bars(top_causes),
     }

@@ -660,14 +660,22 @@ def test_history_is_empty_with_a_next_step(client: Client, marketer: User) -> No
     assert "No imports yet." in page and "Upload a file of signals" in page
 
 
-def test_history_draws_its_charts_as_inline_svg(client: Client, marketer: User) -> None:
-    signal_import = make_import(marketer, status=ImportStatus.COMPLETED)
+def test_history_draws_its_charts_each_file_counted_once(client: Client, marketer: User) -> None:
+    signal_import = make_import(
+        marketer, status=ImportStatus.COMPLETED, original_name="a.json", size_bytes=10
+    )
     add_rejected(signal_import)
     add_batches(signal_import, ["sent", "sent"])
+    again = make_import(marketer, original_name="a.json", size_bytes=10)  # uploaded again
+    add_rejected(again)
     page = client.get("/history").content.decode()
-    assert page.count("<svg") == 2
-    assert "Signals sent per day" in page and "1,000 test" in page
-    assert "signalContent.currency · required" in page
+    assert page.count("<svg") == 1  # sent per day; the causes are an HTML list
+    assert "Signals sent per day" in page and "1,000 test, 0 live" in page
+    assert ">Test</text>" in page and ">Live</text>" in page  # a panel and scale each
+    causes = re.search(r'<ol class="hbars">(.*?)</ol>', page, re.S)
+    assert causes is not None
+    assert "<code>signalContent.currency</code>" in causes.group(1)
+    assert re.findall(r'<span class="num">(\d+)</span>', causes.group(1)) == ["1"] * 3
 
 
 def test_htmx_history_filtering_gets_only_the_results(client: Client, marketer: User) -> None:

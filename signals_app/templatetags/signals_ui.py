@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django import template
+from django.utils import timezone
 
 from signals_app.access import can_import, sees_all_imports
 
@@ -50,3 +52,15 @@ def share(value: float | None) -> str:
     if value < 0.001:
         return "< 0.1 %"
     return f"{100 * value:.1f} %"
+
+
+@register.filter
+def when(value: datetime | None) -> str:
+    """One way to write a moment on every page: "Dec 4, 18:25" in the local time zone,
+    with the year when it is not this year."""
+    if value is None:
+        return "—"
+    local = timezone.localtime(value)
+    if local.year == timezone.localtime().year:
+        return f"{local:%b} {local.day}, {local:%H:%M}"
+    return f"{local:%b} {local.day}, {local.year} {local:%H:%M}"
