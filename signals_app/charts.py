@@ -41,7 +41,7 @@ def _short(n: int) -> str:
 def signals_per_day(days: Sequence[date], test: Sequence[int], live: Sequence[int]) -> SafeString:
     """Signals sent per day, test and live in two panels with a scale each: a few thousand
     live signals stay visible beside a hundred thousand test ones."""
-    width, panel_h, gap = 560, 96, 22
+    width, panel_h, gap = 560, 96, 34
     left, right, top, bottom = 48, 8, 18, 24
     height = top + 2 * panel_h + gap + bottom
     plot_w = width - left - right
