@@ -18,7 +18,12 @@ ACCEPTED_SUFFIXES = (".json", ".ndjson", ".jsonl", ".csv", ".gz")
 
 class AppKeyChoiceField(forms.ModelChoiceField[AppKey]):
     def label_from_instance(self, obj: AppKey) -> str:
-        return f"{obj} · {obj.get_tier_display()} · {obj.account.name}"
+        """"shop-web · Ultimate · Shop EU": the key, its tier, its account; the key's label
+        only when it says something the account's name does not."""
+        parts = [obj.key]
+        if obj.label and obj.label.lower() not in obj.account.name.lower():
+            parts.append(obj.label)
+        return " · ".join([*parts, obj.get_tier_display(), obj.account.name])
 
 
 def new_idempotency_key() -> str:

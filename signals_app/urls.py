@@ -5,6 +5,7 @@ from signals_app import views
 app_name = "signals"
 
 urlpatterns = [
+    path("imports", views.imports_list, name="imports"),
     path("imports/new", views.import_new, name="import_new"),
     path("imports/<uuid:public_id>", views.import_detail, name="import_detail"),
     path("imports/<uuid:public_id>/send", views.import_send, name="import_send"),

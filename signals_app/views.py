@@ -79,11 +79,41 @@ class HtmxHttpRequest(HttpRequest):
 # --- access --------------------------------------------------------------------------
 
 
+IMPORTS_LISTED = 100  # the latest imports the working list sorts; History has them all
+
+
 def _imports_for(user: Any) -> QuerySet[SignalImport]:
     """The imports this user may see: all for ops and admins, their own for marketers."""
     if sees_all_imports(user):
         return SignalImport.objects.all()
     return SignalImport.objects.filter(created_by=user)
+
+
+@login_required
+@require_GET
+def imports_list(request: HtmxHttpRequest) -> HttpResponse:
+    """The working list: what waits for someone (ready to send, needs attention, failed),
+    what is under way, then the latest of the rest. History has every import, with filters."""
+    recent = list(
+        _imports_for(request.user).select_related("app_key__account", "created_by")[:IMPORTS_LISTED]
+    )
+    groups: dict[str, list[SignalImport]] = {"waiting": [], "running": [], "done": []}
+    for signal_import in recent:
+        outcome = signal_import.outcome
+        if outcome.tone in ("ready", "warn", "bad"):
+            groups["waiting"].append(signal_import)
+        elif outcome.tone == "busy":
+            groups["running"].append(signal_import)
+        else:
+            groups["done"].append(signal_import)
+    context = {
+        "groups": groups,
+        "can_import": can_import(request.user),
+        "sees_all": sees_all_imports(request.user),
+        "limit": IMPORTS_LISTED,
+        "more": len(recent) == IMPORTS_LISTED,
+    }
+    return TemplateResponse(request, "signals/imports.html", context)
 
 
 def _import_or_404(request: HtmxHttpRequest, public_id: UUID) -> SignalImport:

@@ -33,7 +33,7 @@ from signals_app.models import (
 )
 from signals_app.services import preview, upload, validation
 from signals_app.services.preview import ProblemExample
-from tests.factories import make_app_key
+from tests.factories import make_account, make_app_key
 
 pytestmark = pytest.mark.django_db
 
@@ -492,7 +492,7 @@ def test_the_sending_page_shows_the_ledger_and_progress(client: Client, marketer
     assert 'hx-trigger="every 1s"' in page
     assert "HTTP 503 after 5 attempts" in page and "Outcome unknown" in page
     assert ">Cancel</button>" in page
-    assert "import.send" in page
+    assert "Started sending" in page  # the audit trail, in words
     assert "signalIds (CSV)" in page
 
 
@@ -784,3 +784,28 @@ def test_the_problem_table_takes_three_examples_per_group_in_one_query(
         ("warning", 5, [1, 3, 5]),
     ]
     assert table[1].examples[0] == ProblemExample(1, 2, "warning 1")
+
+
+def test_the_imports_list_puts_what_waits_for_someone_first(client: Client, marketer: User) -> None:
+    done = make_import(marketer, status=ImportStatus.COMPLETED, sent=10, accepted=10)
+    waiting = make_import(marketer, status=ImportStatus.COMPLETED, sent=5, accepted=5, unknown=5)
+    ready = make_import(marketer)  # validated
+    running = make_import(marketer, status=ImportStatus.SENDING)
+    make_import(make_user("other", "marketer"))  # not theirs
+    page = client.get("/imports").content.decode()
+    names = [i.original_name for i in (waiting, ready, running, done)]
+    assert all(name in page for name in names) and page.count("<tr>") == 4 + 3  # + heads
+    waiting_part = page[page.index("Waiting for someone") : page.index("Under way")]
+    assert waiting.original_name in waiting_part and ready.original_name in waiting_part
+    assert running.original_name in page[page.index("Under way") : page.index(">Done<")]
+    assert done.original_name in page[page.index(">Done<") :]
+    assert 'href="/imports" aria-current="page">Imports' in page
+
+
+def test_the_app_key_choice_names_key_tier_and_account_once(client: Client, marketer: User) -> None:
+    account = make_account(name="Shop EU")
+    make_app_key(account, key="shop-web", tier="premium", label="Shop EU")
+    make_app_key(account, key="shop-app", tier="pro", label="Mobile app")
+    page = client.get("/imports/new").content.decode()
+    assert ">shop-web · Premium · Shop EU</option>" in page  # the label said the account
+    assert ">shop-app · Mobile app · Pro · Shop EU</option>" in page

@@ -9,6 +9,7 @@ from django import template
 from django.utils import timezone
 
 from signals_app.access import can_import, sees_all_imports
+from signals_app.audit_words import describe
 
 register = template.Library()
 
@@ -64,3 +65,25 @@ def when(value: datetime | None) -> str:
     if local.year == timezone.localtime().year:
         return f"{local:%b} {local.day}, {local:%H:%M}"
     return f"{local:%b} {local.day}, {local.year} {local:%H:%M}"
+
+
+@register.filter
+def audit_sentence(event: Any) -> str:
+    """An audit event in people's words (signals_app.audit_words)."""
+    return describe(event.action, event.detail)
+
+
+FORMAT_NAMES = {
+    "ndjson": "NDJSON",
+    "json-array": "JSON array",
+    "json-signals": "JSON {\"signals\": …}",
+    "json-single": "JSON, one signal",
+    "csv": "CSV",
+    "export-csv": "Connect export CSV",
+}
+
+
+@register.filter
+def format_name(value: str | None) -> str:
+    """A reader's format as people name it: "json-array" -> "JSON array"."""
+    return FORMAT_NAMES.get(value or "", (value or "").upper())

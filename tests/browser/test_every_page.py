@@ -120,6 +120,7 @@ def test_a_marketers_pages_at_three_widths(page: Any) -> None:  # noqa: F811
     )  # the case: nothing accepted, half failed, half unknown
     sign_in(page, "mia")
     look(page, "/", "marketer-home")
+    look(page, "/imports", "imports")
     look(page, "/imports/new", "new-import")
     look(page, f"/imports/{validating.public_id}", "import-validating",
          expect=status_is("Checking the file", "validating"))  # fmt: skip

@@ -104,6 +104,7 @@ def test_login_and_upload_a_file_then_see_its_field_errors(
 
     sign_in(page, "mia", shot="01-login.png")
     page.get_by_role("link", name="Imports", exact=True).click()
+    page.get_by_role("link", name="New import").first.click()
     page.get_by_label("Application key").select_option(value=str(app_key.pk))
     page.get_by_label("Signals file").set_input_files(upload)
     assert page.locator("input[value=live]").is_disabled()
