@@ -18,7 +18,7 @@ ACCEPTED_SUFFIXES = (".json", ".ndjson", ".jsonl", ".csv", ".gz")
 
 class AppKeyChoiceField(forms.ModelChoiceField[AppKey]):
     def label_from_instance(self, obj: AppKey) -> str:
-        """"shop-web · Ultimate · Shop EU": the key, its tier, its account; the key's label
+        """ "shop-web · Ultimate · Shop EU": the key, its tier, its account; the key's label
         only when it says something the account's name does not."""
         parts = [obj.key]
         if obj.label and obj.label.lower() not in obj.account.name.lower():

@@ -76,7 +76,7 @@ def audit_sentence(event: Any) -> str:
 FORMAT_NAMES = {
     "ndjson": "NDJSON",
     "json-array": "JSON array",
-    "json-signals": "JSON {\"signals\": …}",
+    "json-signals": 'JSON {"signals": …}',
     "json-single": "JSON, one signal",
     "csv": "CSV",
     "export-csv": "Connect export CSV",
