@@ -233,7 +233,8 @@ def _time_left(started: datetime | None, fraction: float) -> tuple[float, str | 
         return elapsed, None
     if fraction >= 1:
         return elapsed, "almost done"
-    return elapsed, _duration(elapsed * (1 - fraction) / fraction)
+    left = elapsed * (1 - fraction) / fraction
+    return elapsed, "a moment" if left < 1 else _duration(left)
 
 
 def _reading(
@@ -271,7 +272,7 @@ def _progress(signal_import: SignalImport) -> Progress | None:
         facts = [
             ("Signals read", f"{signal_import.signals:,}"),
             ("Rate", f"{rate:,.0f} signals/s" if rate else "starting…"),
-            ("Rejected so far", f"{signal_import.rejected:,}"),
+            # Not "rejected so far": the parts read in parallel tell it only at their end.
         ]
         if signal_import.status == ImportStatus.UPLOADED:
             facts[1] = ("Rate", "waiting for a worker…")

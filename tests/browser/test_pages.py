@@ -105,7 +105,15 @@ def test_login_and_upload_a_file_then_see_its_field_errors(
     sign_in(page, "mia", shot="01-login.png")
     page.get_by_role("link", name="Imports", exact=True).click()
     page.get_by_role("link", name="New import").first.click()
+    # Submitted empty, the form says what is missing where (it used to do nothing).
+    page.get_by_role("button", name="Upload and check").click()
+    missing = page.evaluate(
+        "[document.activeElement.name, document.activeElement.validationMessage]"
+    )
+    assert missing[0] == "app_key" and missing[1]
     page.get_by_label("Application key").select_option(value=str(app_key.pk))
+    page.get_by_role("button", name="Upload and check").click()
+    assert page.evaluate("document.activeElement.type") == "file"
     page.get_by_label("Signals file").set_input_files(upload)
     assert page.locator("input[value=live]").is_disabled()
     page.screenshot(path=ARTIFACTS / "02-upload.png", full_page=True)
