@@ -809,3 +809,52 @@ def test_the_app_key_choice_names_key_tier_and_account_once(client: Client, mark
     page = client.get("/imports/new").content.decode()
     assert ">shop-web · Premium · Shop EU</option>" in page  # the label said the account
     assert ">shop-app · Mobile app · Pro · Shop EU</option>" in page
+
+
+# --- each role sees only the actions it can take ------------------------------------------
+
+FIX = {"id": "currency_case|signalContent.currency", "kind": "currency_case",
+       "path": "signalContent.currency", "before": "usd", "after": "USD", "signals": 2,
+       "description": "Write currency codes in capitals (usd → USD)"}  # fmt: skip
+
+
+def pages_of_every_state(owner: User) -> list[str]:
+    ready = make_import(owner, fix_suggestions=[FIX])
+    add_rejected(ready)
+    tested = make_import(owner, status=ImportStatus.COMPLETED, sent=500, accepted=500)
+    add_batches(tested, [BatchState.SENT])
+    unknown = make_import(owner, status=ImportStatus.COMPLETED, sent=500, accepted=500, unknown=500)
+    add_batches(unknown, [BatchState.SENT, BatchState.UNKNOWN, BatchState.FAILED])
+    live = make_import(owner, mode=ImportMode.LIVE)
+    return ["/", "/imports", "/history", "/exports"] + [
+        detail_url(i) for i in (ready, tested, unknown, live)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("role", "send_live", "forbidden"),
+    [
+        ("ops", False, ('/send"', '/fixes"', '/promote"', 'href="/imports/new"')),
+        ("marketer", False, ('/promote"', '/resend"', 'value="live" checked')),
+    ],
+)
+def test_no_page_offers_an_action_its_user_cannot_take(
+    client: Client, role: str, send_live: bool, forbidden: tuple[str, ...]
+) -> None:
+    mia = make_user("mia", "marketer")
+    urls = pages_of_every_state(mia)
+    client.force_login(mia if role == "marketer" else make_user("otto", role, send_live=send_live))
+    for url in urls:
+        page = client.get(url).content.decode()
+        shown = [action for action in forbidden if action in page]
+        assert not shown, f"{role} is offered {shown} on {url}"
+
+
+def test_what_a_role_may_do_is_offered(client: Client) -> None:
+    """The other side: the same pages do offer ops their resend and admins their promote."""
+    mia = make_user("mia", "marketer")
+    urls = pages_of_every_state(mia)
+    client.force_login(make_user("ada", "admin", send_live=True))
+    pages = "".join(client.get(url).content.decode() for url in urls)
+    for action in ('/send"', '/fixes"', '/promote"', '/resend"'):
+        assert action in pages, action
