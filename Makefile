@@ -16,6 +16,7 @@ $(STAMP): requirements.txt
 ## Start everything for a demo: web, worker, scheduler and sandbox, with demo logins.
 # DEBUG is off as in production, so seed_demo needs --force to create the demo logins.
 run: $(STAMP)
+	$(PY) -m connectadmin.keyfile
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --force
 	$(PY) manage.py devstack
@@ -27,12 +28,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# mypy's Django plugin loads the settings, which need the data folder's keys.
 typecheck: $(STAMP)
+	$(PY) -m connectadmin.keyfile
 	$(VENV)/bin/mypy .
 
 # Tests keep their files, database and broker queue apart from `make run`'s var/, so a
-# task a test enqueued never reaches the demo's worker.
+# task a test enqueued never reaches the demo's worker; their keys file is made there once.
 pytest: $(STAMP)
+	CONNECTADMIN_VAR_DIR=$${CONNECTADMIN_VAR_DIR:-$(CURDIR)/var/test} $(PY) -m connectadmin.keyfile
 	CONNECTADMIN_VAR_DIR=$${CONNECTADMIN_VAR_DIR:-$(CURDIR)/var/test} $(VENV)/bin/pytest
 
 bench: $(STAMP)

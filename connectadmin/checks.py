@@ -1,32 +1,31 @@
-"""System checks: `manage.py check --deploy` flags the development defaults."""
+"""System checks: `manage.py check --deploy` flags keys that others can read."""
 
+import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
 
+from connectadmin import keyfile
+
 
 @register(Tags.security, deploy=True)
-def check_development_secrets(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    messages: list[CheckMessage] = []
-    if settings.DEV_FIELD_ENCRYPTION_KEY in settings.FIELD_ENCRYPTION_KEYS:
-        messages.append(
+def check_kept_keys(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Keys kept in the data folder (connectadmin.keyfile) must be the owner's alone."""
+    path = keyfile.path_in(Path(settings.VAR_DIR))
+    from_file = not (
+        os.environ.get("DJANGO_SECRET_KEY") and os.environ.get("FIELD_ENCRYPTION_KEYS")
+    )
+    if not from_file or not path.exists():
+        return []
+    if path.stat().st_mode & 0o077:
+        return [
             Warning(
-                "Secrets are encrypted with the development key.",
-                hint="Set FIELD_ENCRYPTION_KEYS to one or more Fernet keys "
-                "(python -c 'from cryptography.fernet import Fernet; "
-                "print(Fernet.generate_key().decode())').",
+                f"{path} (SECRET_KEY and the encryption key) can be read by other users.",
+                hint=f"chmod 600 {path}, or set DJANGO_SECRET_KEY and FIELD_ENCRYPTION_KEYS "
+                "in the environment.",
                 id="connectadmin.W001",
             )
-        )
-    # Django's own security.W009 does not catch this one: it is long and varied enough.
-    if settings.SECRET_KEY == settings.DEV_SECRET_KEY:
-        messages.append(
-            Warning(
-                "SECRET_KEY is the development default.",
-                hint="Set DJANGO_SECRET_KEY to a long random value "
-                "(python -c 'import secrets; print(secrets.token_urlsafe(50))').",
-                id="connectadmin.W002",
-            )
-        )
-    return messages
+        ]
+    return []

@@ -5,12 +5,14 @@ works with no configuration: SQLite and a file-system Celery broker under var/.
 DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and Redis (production and CI).
 """
 
+import os
 import re
 from pathlib import Path
 
 import dj_database_url
 import django_stubs_ext
 
+from connectadmin import keyfile
 from connectadmin.env import (
     SettingError,
     env_bool,
@@ -28,9 +30,15 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CONNECTADMIN_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-# The development defaults are flagged by `manage.py check --deploy` (connectadmin.checks).
-DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+# Keys: from the environment, else from the data folder's keys file that `make run` makes
+# once (connectadmin.keyfile); neither stops the process saying how to make them.
+_kept_keys: dict[str, object] | None = None
+if not (os.environ.get("DJANGO_SECRET_KEY") and os.environ.get("FIELD_ENCRYPTION_KEYS")):
+    try:
+        _kept_keys = keyfile.read(VAR_DIR)
+    except keyfile.NoKeys as exc:
+        raise SettingError(str(exc)) from None
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", str((_kept_keys or {}).get("secret_key", "")))
 # Off unless asked for: `make run` behaves as production does (the product's own error
 # pages, static files through WhiteNoise). DJANGO_DEBUG=1 shows Django's debug pages.
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -121,8 +129,11 @@ LOGIN_REDIRECT_URL = "home"
 
 # Secrets at rest (Connect API keys, SSH private keys): MultiFernet over a comma-separated
 # list of Fernet keys, newest first, so keys can be rotated without losing old values.
-DEV_FIELD_ENCRYPTION_KEY = "Y29ubmVjdGFkbWluLWRldmVsb3BtZW50LWtleS0wMDA="
-FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", [DEV_FIELD_ENCRYPTION_KEY])
+_kept_fernet = (_kept_keys or {}).get("field_encryption_keys") or []
+FIELD_ENCRYPTION_KEYS = env_list(
+    "FIELD_ENCRYPTION_KEYS",
+    [str(key) for key in _kept_fernet] if isinstance(_kept_fernet, list) else [],
+)
 validate_keys(FIELD_ENCRYPTION_KEYS)  # a malformed key stops start-up, not the first save
 
 # Celery: a broker that needs no server by default (kombu's file-system transport).

@@ -12,6 +12,19 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def _share_keys_with_child_processes() -> None:
+    """Workers, CLIs and servers the tests start read their keys from the environment:
+    the test process's own (its data folder's keys file, made by `make test`), whatever
+    data folder a child is given."""
+    from django.conf import settings
+
+    os.environ.setdefault("DJANGO_SECRET_KEY", settings.SECRET_KEY)
+    os.environ.setdefault("FIELD_ENCRYPTION_KEYS", ",".join(settings.FIELD_ENCRYPTION_KEYS))
+
+
+_share_keys_with_child_processes()
+
+
 def require(ok: bool, reason: str) -> None:
     if ok:
         return

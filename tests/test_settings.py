@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.core.checks import run_checks
 from django.test import override_settings
 
+from connectadmin import keyfile
 from connectadmin.env import SettingError, env_bool, env_int, env_list
 
 # --- the helpers ---------------------------------------------------------------------
@@ -84,6 +86,45 @@ def test_the_settings_load_with_the_defaults(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def without_keys() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in KEY_VARIABLES}
+
+
+KEY_VARIABLES = ("DJANGO_SECRET_KEY", "FIELD_ENCRYPTION_KEYS")
+
+
+def test_without_keys_a_process_refuses_to_start_saying_how_to_make_them(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=settings.BASE_DIR,
+        env={**without_keys(), "CONNECTADMIN_VAR_DIR": str(tmp_path),
+             "DJANGO_SETTINGS_MODULE": "connectadmin.settings"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "No keys: set DJANGO_SECRET_KEY and FIELD_ENCRYPTION_KEYS" in result.stderr
+    assert "python -m connectadmin.keyfile" in result.stderr
+
+
+def test_the_keys_file_is_made_once_for_its_owner_and_then_used(tmp_path: Path) -> None:
+    env = {**without_keys(), "CONNECTADMIN_VAR_DIR": str(tmp_path)}
+    make = [sys.executable, "-m", "connectadmin.keyfile"]
+    first = subprocess.run(make, cwd=settings.BASE_DIR, env=env, capture_output=True, text=True)
+    assert "made the keys file" in first.stderr
+    kept = (tmp_path / "keys.json").read_text()
+    assert (tmp_path / "keys.json").stat().st_mode & 0o777 == 0o600
+    again = subprocess.run(make, cwd=settings.BASE_DIR, env=env, capture_output=True, text=True)
+    assert "kept the keys file" in again.stderr and (tmp_path / "keys.json").read_text() == kept
+    show = "from django.conf import settings; print(settings.SECRET_KEY[:12])"
+    started = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {show}"],
+        cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60,
+        env={**env, "DJANGO_SETTINGS_MODULE": "connectadmin.settings"},
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == json.loads(kept)["secret_key"][:12]
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -127,26 +168,17 @@ def deploy_check_ids() -> set[str]:
     return {message.id for message in run_checks(include_deployment_checks=True) if message.id}
 
 
-def test_check_deploy_flags_the_development_encryption_key() -> None:
-    with override_settings(FIELD_ENCRYPTION_KEYS=[settings.DEV_FIELD_ENCRYPTION_KEY]):
-        assert "connectadmin.W001" in deploy_check_ids()
-    # Still flagged while kept as an old key for rotation: anything it encrypted is exposed.
-    new_key = Fernet.generate_key().decode()
-    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, settings.DEV_FIELD_ENCRYPTION_KEY]):
-        assert "connectadmin.W001" in deploy_check_ids()
-
-
-def test_check_deploy_accepts_a_real_encryption_key() -> None:
-    with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
+def test_check_deploy_flags_a_keys_file_others_can_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    path, _ = keyfile.ensure(tmp_path)
+    with override_settings(VAR_DIR=tmp_path):
         assert "connectadmin.W001" not in deploy_check_ids()
+        path.chmod(0o644)
+        assert "connectadmin.W001" in deploy_check_ids()
 
 
-def test_check_deploy_flags_the_development_secret_key() -> None:
-    with override_settings(SECRET_KEY=settings.DEV_SECRET_KEY):
-        assert "connectadmin.W002" in deploy_check_ids()
-    with override_settings(SECRET_KEY="a-real-secret-" + Fernet.generate_key().decode()):
-        assert "connectadmin.W002" not in deploy_check_ids()
-
-
-def test_the_development_encryption_key_is_a_valid_fernet_key() -> None:
-    Fernet(settings.DEV_FIELD_ENCRYPTION_KEY)
+def test_no_key_ships_in_the_source() -> None:
+    assert not hasattr(settings, "DEV_SECRET_KEY")
+    assert not hasattr(settings, "DEV_FIELD_ENCRYPTION_KEY")
