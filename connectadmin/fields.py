@@ -37,5 +37,18 @@ class EncryptedTextField(models.TextField):
     ) -> str | None:
         return None if value is None else secrets.decrypt(value)
 
+    # A dump (dumpdata, serializers) holds the token, never the plaintext; loading it back
+    # decrypts it with the configured keys, and saving encrypts it again.
+    DUMPED: Any = "fernet:"
+
+    def value_to_string(self, obj: models.Model) -> str:
+        value = self.value_from_object(obj)
+        return "" if value is None else self.DUMPED + secrets.encrypt(str(value))
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(self.DUMPED):
+            return secrets.decrypt(value[len(self.DUMPED) :])
+        return super().to_python(value)
+
     def get_lookup(self, lookup_name: str) -> type[Lookup[Any]] | None:
         return IsNull if lookup_name == "isnull" else None

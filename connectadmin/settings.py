@@ -7,6 +7,7 @@ DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and Redis (production an
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -56,6 +57,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_celery_beat",
     "template_partials",
+    "axes",
+    "csp",
     "connectadmin.apps.ConnectadminConfig",
     "signals_app",
     "exports_app",
@@ -68,10 +71,69 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "signals_app.audit_hooks.AuditAddressMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into its own answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- hardening ---------------------------------------------------------------------------
+# Sign-in throttling (django-axes): SIGNIN_ATTEMPTS wrong passwords in a row for one user
+# name from one address are answered as usual; the next one locks sign-in for that user
+# from there for SIGNIN_LOCKOUT_MINUTES, whatever password comes.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("SIGNIN_ATTEMPTS", 10, minimum=1) + 1
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGNIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_IPWARE_PROXY_COUNT = env_int("AXES_PROXY_COUNT", 0, minimum=0)  # proxies in front
+
+# Content-Security-Policy (django-csp): the app's own scripts, styles, images and fonts
+# only; no inline script. Inline style attributes (a progress bar's width) are allowed,
+# style elements are not.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-elem": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# HTTPS settings, each from the environment: on behind TLS in production, off for `make
+# run` on http://127.0.0.1. `check --deploy` is clean with the production values.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+if env_bool("SECURE_PROXY_SSL_HEADER", False):  # a TLS proxy says https in this header
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("SESSION_HOURS", 12, minimum=1) * 3600
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", False)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 
 ROOT_URLCONF = "connectadmin.urls"
 
@@ -185,6 +247,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 3500},
     },
+    "health-heartbeat": {
+        "task": "connectadmin.tasks.record_heartbeat",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
 }
 
 # `manage.py devstack` (what `make run` ends with) and the local sandbox it starts; the demo
@@ -251,6 +318,17 @@ LOGGING = {
     # A refused request (403, 400) is one warning line: Django attaches its traceback.
     "filters": {"client_errors_in_one_line": {"()": "connectadmin.logs.ClientErrorsInOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django.request": {"filters": ["client_errors_in_one_line"]}},
+    "loggers": {
+        "django.request": {"filters": ["client_errors_in_one_line"]},
+        "axes": {"level": "WARNING"},  # a line per sign-in otherwise; lockouts still show
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Health: /healthz and the Health page (connectadmin.health) -----------------------
+# A worker or the scheduler without a sign of life for this long is reported silent (beat
+# sends the heartbeat task every 30 s, see CELERY_BEAT_SCHEDULE; connectadmin.heartbeats).
+HEALTH_SILENT_SECONDS = env_int("HEALTH_SILENT_SECONDS", 300, minimum=60)
+# Less free space than this on the disk of VAR_DIR, EXPORTS_DIR or IMPORTS_DIR is reported
+# (an upload may be up to IMPORT_MAX_UPLOAD_BYTES, 1 GiB by default).
+HEALTH_DISK_MIN_FREE_MB = env_int("HEALTH_DISK_MIN_FREE_MB", 1024, minimum=0)

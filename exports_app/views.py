@@ -389,9 +389,15 @@ def file_detail(request: HttpRequest, file_id: int) -> HttpResponse:
     if not export_file.fetched:
         raise Http404("This file is not in the archive yet.")
     signal_type = request.GET.get("type", "")
-    shown = browsing.preview(export_file, signal_type=signal_type)
+    missing = not fetching.stored_path(export_file).exists()  # the disk lost it
+    shown = (
+        browsing.Preview([], [], 0, True)
+        if missing
+        else browsing.preview(export_file, signal_type=signal_type)
+    )
     context = {
         "file": export_file,
+        "missing": missing,
         "preview": shown,
         "signal_type": signal_type,
         "types": sorted(export_file.rows_by_type),

@@ -99,6 +99,23 @@ SENTENCES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "import.fixes_abandoned": _gave_up("writing the corrected file"),
     "import.validation_abandoned": _gave_up("checking the file"),
     "batch.resend": _resend,
+    "auth.login": lambda d: "Signed in.",
+    "auth.logout": lambda d: "Signed out.",
+    "auth.login_failed": lambda d: (
+        f"A sign-in as “{d.get('username', '')}” failed: wrong user name or password."
+    ),
+    "export.submitted": lambda d: f"Asked Connect for the export “{d.get('job_name', '')}”.",
+    "export.fetched": lambda d: (
+        f"Fetched {d.get('path', 'the file')} into the archive: "
+        f"{_n(d.get('rows'), 'row')}, {human_size(int(d.get('bytes') or 0))}."
+    ),
+    "export.fetch_failed": lambda d: (
+        f"Fetching {d.get('path', 'the file')} failed: "
+        f"{str(d.get('error') or d.get('reason') or 'see the job').rstrip('.')}."
+    ),
+    "export.archive_removed": lambda d: (
+        f"Removed {d.get('path', 'the file')} from the archive when its retention ended."
+    ),
     "batch.unknown_after_restart": _unknown_after_restart,
 }
 

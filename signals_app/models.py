@@ -10,6 +10,7 @@ re-run after a crash resumes from it and never resends an acknowledged batch (SP
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from typing import Any
 
@@ -296,18 +297,40 @@ class SendLane(models.Model):
         return f"lane {self.lane} of import {self.signal_import_id}"
 
 
+class AuditRefused(Exception):
+    """The audit trail is append-only: an event is never changed or deleted."""
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        raise AuditRefused("audit events are never changed")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AuditRefused("audit events are never deleted")
+
+
 class AuditEvent(models.Model):
-    """Who did what, when: uploads, sends, confirmations, cancels, resends, promotions."""
+    """One state-changing action anywhere in the product, append-only: who (the user, and
+    their name kept should the user go), what (`action`, a dotted name; `detail` with the
+    before and after where it matters, never a secret), on which object, when and from
+    which address. signals_app.audit_words says it as a sentence."""
 
     signal_import = models.ForeignKey(
-        SignalImport, null=True, blank=True, on_delete=models.CASCADE, related_name="audit"
+        SignalImport, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit"
     )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
-    action = models.CharField(max_length=40)
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=40, db_index=True)
+    object_type = models.CharField(max_length=40, blank=True, db_index=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_label = models.CharField(max_length=255, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
     detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -315,10 +338,50 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise AuditRefused("audit events are never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditRefused("audit events are never deleted")
+
+
+# The address of the request being served (connectadmin.middleware sets it), so that a
+# service deep below a view records it without being handed the request.
+current_address: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_address", default=None
+)
+
 
 def audit(
-    *, action: str, actor: Any = None, signal_import: SignalImport | None = None, **detail: Any
+    *,
+    action: str,
+    actor: Any = None,
+    signal_import: SignalImport | None = None,
+    obj: Any = None,
+    **detail: Any,
 ) -> AuditEvent:
+    """Record an action. `obj` (or the import) is the object it was done to."""
+    target = obj if obj is not None else signal_import
+    name = getattr(actor, "get_username", None)
     return AuditEvent.objects.create(
-        action=action, actor=actor, signal_import=signal_import, detail=detail
+        action=action,
+        actor=actor if getattr(actor, "pk", None) else None,
+        actor_name=name() if callable(name) else "",
+        signal_import=signal_import,
+        object_type=_object_type(target),
+        object_id=str(getattr(target, "pk", "") or "") if target is not None else "",
+        object_label=str(target)[:255] if target is not None else "",
+        ip_address=current_address.get(),
+        detail=detail,
     )
+
+
+def _object_type(target: Any) -> str:
+    if target is None:
+        return ""
+    if isinstance(target, SignalImport):
+        return "import"
+    meta = getattr(target, "_meta", None)
+    return meta.model_name if meta is not None else type(target).__name__.lower()

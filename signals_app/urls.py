@@ -1,6 +1,6 @@
 from django.urls import path
 
-from signals_app import views
+from signals_app import audit_views, views
 
 app_name = "signals"
 
@@ -25,4 +25,6 @@ urlpatterns = [
         name="download_signal_ids",
     ),
     path("history", views.history, name="history"),
+    path("audit", audit_views.audit_list, name="audit"),
+    path("audit.csv", audit_views.audit_csv, name="audit_csv"),
 ]

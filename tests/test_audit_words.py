@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from signals_app.audit_words import SENTENCES, describe
+from signals_app.models import AuditEvent, AuditRefused, audit
+from tests.test_views import make_user
 
 
 @pytest.mark.parametrize(
@@ -42,4 +46,54 @@ def test_no_sentence_shows_the_stored_codes() -> None:
 
 
 def test_an_action_without_words_still_reads() -> None:
-    assert describe("export.fetched", {"rows": 5, "error": ""}) == "Export fetched (rows: 5)"
+    assert describe("export.ready", {"rows": 5, "error": ""}) == "Export ready (rows: 5)"
+
+
+# --- the trail itself -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_sign_ins_are_recorded_with_their_address_and_never_a_password(client: Any) -> None:
+    make_user("mia", "marketer")
+    client.post(
+        "/login/", {"username": "mia", "password": "wrong-pass-123"}, REMOTE_ADDR="10.1.2.3"
+    )
+    client.post("/login/", {"username": "mia", "password": "mia-pass"}, REMOTE_ADDR="10.1.2.3")
+    failed, signed_in = AuditEvent.objects.order_by("id")
+    assert (failed.action, failed.ip_address, failed.detail) == (
+        "auth.login_failed", "10.1.2.3", {"username": "mia"}
+    )  # fmt: skip
+    assert (signed_in.action, signed_in.actor_name, signed_in.object_type) == (
+        "auth.login", "mia", "user"
+    )  # fmt: skip
+    assert "wrong-pass-123" not in str(list(AuditEvent.objects.values()))
+
+
+@pytest.mark.django_db
+def test_the_trail_is_append_only() -> None:
+    event = audit(action="import.cancel")
+    with pytest.raises(AuditRefused):
+        event.save()
+    with pytest.raises(AuditRefused):
+        AuditEvent.objects.filter(pk=event.pk).update(action="x")
+    with pytest.raises(AuditRefused):
+        AuditEvent.objects.all().delete()
+    with pytest.raises(AuditRefused):
+        event.delete()
+
+
+@pytest.mark.django_db
+def test_ops_browse_filter_and_download_the_trail_safe_for_spreadsheets(client: Any) -> None:
+    mia = make_user("mia", "marketer")
+    audit(action="import.cancel", actor=make_user("-2+3"))  # a user name a sheet would add up
+    audit(action="import.cancel", actor=mia)
+    client.force_login(mia)
+    assert client.get("/audit").status_code == 403
+    client.force_login(make_user("otto", "ops"))
+    page = client.get("/audit", {"kind": "import."}).content.decode()
+    assert "Asked to cancel the send." in page and "-2+3" in page
+    body = b"".join(client.get("/audit.csv").streaming_content).decode()
+    lines = body.splitlines()
+    assert lines[0].startswith("when (UTC),who,action")
+    assert any(",'-2+3,import.cancel," in line for line in lines)  # a formula stays text
+    assert not any(",-2+3," in line for line in lines)

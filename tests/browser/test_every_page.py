@@ -5,7 +5,7 @@ serious or critical violation. Screenshots go to test-artifacts/pages/ (kept by 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,17 +13,38 @@ from axe_playwright_python.sync_playwright import Axe
 from django.utils import timezone
 
 from signals_app.models import BatchState, ImportStatus
-from tests.browser.test_pages import ARTIFACTS, browser, page, sign_in  # noqa: F401  (fixtures)
+from tests.browser.test_pages import ARTIFACTS, browser, sign_in  # noqa: F401  (fixtures)
 from tests.test_views import add_batches, add_rejected, make_import, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 WIDTHS = (1400, 1024, 390)
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any) -> Iterator[Any]:  # noqa: F811
+    """A page under the app's own Content-Security-Policy (not bypassed): anything the
+    policy refuses shows as a console error, and fails the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=live_server.url)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    yield page
+    context.close()
+    assert not refused, f"the policy refused: {refused[:3]}"
+
+
 SHOTS = ARTIFACTS / "pages"
 AXE = Axe()
 
 
-def too_wide(page: Any) -> list[str]:  # noqa: F811
+def too_wide(page: Any) -> list[str]:
     """Elements that reach past the window (outside the tables' own scroll boxes)."""
     return list(
         page.evaluate(
@@ -42,7 +63,7 @@ def too_wide(page: Any) -> list[str]:  # noqa: F811
     )
 
 
-def inner_scroll(page: Any) -> list[int]:  # noqa: F811
+def inner_scroll(page: Any) -> list[int]:
     return list(
         page.evaluate(
             "[...document.querySelectorAll('.table-wrap')]"
@@ -51,7 +72,7 @@ def inner_scroll(page: Any) -> list[int]:  # noqa: F811
     )
 
 
-def serious_violations(page: Any) -> list[str]:  # noqa: F811
+def serious_violations(page: Any) -> list[str]:
     results = AXE.run(page)
     return [
         f"{v['id']} ({v['impact']}): {v['help']} — "
@@ -61,7 +82,7 @@ def serious_violations(page: Any) -> list[str]:  # noqa: F811
     ]
 
 
-def look(page: Any, url: str, name: str, *, expect: Callable[[Any], None] | None = None) -> None:  # noqa: F811
+def look(page: Any, url: str, name: str, *, expect: Callable[[Any], None] | None = None) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     for width in WIDTHS:
@@ -81,7 +102,7 @@ def look(page: Any, url: str, name: str, *, expect: Callable[[Any], None] | None
 
 
 def status_is(label: str, key: str) -> Callable[[Any], None]:
-    def check(page: Any) -> None:  # noqa: F811
+    def check(page: Any) -> None:
         badge = page.locator("#imp-status")
         assert badge.inner_text() == label
         assert f"status-{key}" in (badge.get_attribute("class") or "")
@@ -99,7 +120,7 @@ def sent_import(user: Any, states: list[str], **counters: Any) -> Any:
     return signal_import
 
 
-def test_a_marketers_pages_at_three_widths(page: Any) -> None:  # noqa: F811
+def test_a_marketers_pages_at_three_widths(page: Any) -> None:
     mia = make_user("mia", "marketer")
     validating = make_import(
         mia, status=ImportStatus.VALIDATING, size_bytes=10_000, bytes_read=4_000,
@@ -143,7 +164,7 @@ def test_a_marketers_pages_at_three_widths(page: Any) -> None:  # noqa: F811
     look(page, "/settings/sftp", "forbidden")
 
 
-def test_ops_and_admin_pages_at_three_widths(page: Any) -> None:  # noqa: F811
+def test_ops_and_admin_pages_at_three_widths(page: Any) -> None:
     mia = make_user("mia", "marketer")
     make_user("otto", "ops")
     unknown = sent_import(mia, [BatchState.SENT, BatchState.UNKNOWN], sent=500, accepted=500,
@@ -154,6 +175,7 @@ def test_ops_and_admin_pages_at_three_widths(page: Any) -> None:  # noqa: F811
          expect=status_is("Needs attention", "attention"))  # fmt: skip
     look(page, f"/imports/{unknown.public_id}/batches/1/resend", "ops-resend")
     look(page, "/history", "ops-history")
+    look(page, "/audit", "ops-audit")
     page.get_by_role("button", name="Sign out").click()
     make_user("ada", "admin")
     sign_in(page, "ada")

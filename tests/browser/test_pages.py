@@ -62,7 +62,11 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, live_server: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
+    # bypass_csp: Playwright's wait_for_function evaluates its predicate with eval, which
+    # the app's Content-Security-Policy refuses; test_every_page checks the policy itself.
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, base_url=live_server.url, bypass_csp=True
+    )
     context.set_default_timeout(10_000)
     page = context.new_page()
     yield page

@@ -438,3 +438,16 @@ def test_a_run_over_the_daily_limit_is_kept_as_skipped_with_the_reason(
     page.force_login(admin)
     body = page.get("/exports/schedules").content.decode()
     assert "Skipped" in body and job.error_message[:40] in body
+
+
+def test_a_file_whose_bytes_are_gone_says_so_instead_of_failing(
+    account: ConnectAccount, sandbox: Sandbox
+) -> None:
+    user, client = person(Role.MARKETER)
+    job = fetched_job(account, sandbox, user)
+    assert job.file is not None
+    fetching.stored_path(job.file).unlink()
+    response = client.get(f"/exports/files/{job.file.pk}")
+    page = response.content.decode()
+    assert response.status_code == 200 and "The file is missing from the archive" in page
+    assert "Fetch it again" in page and "/download" not in page
