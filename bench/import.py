@@ -742,7 +742,7 @@ def run(args: argparse.Namespace, report: Report, procs: Processes, run_dir: Pat
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+            if httpx.get(base + "/healthz?live=1", timeout=2).status_code == 200:
                 break
         if web_process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"web server not ready:\n{tail(logs / 'web.log')}")

@@ -6,5 +6,6 @@ class ConnectadminConfig(AppConfig):
     verbose_name = "Connect accounts"
 
     def ready(self) -> None:
-        # The deploy checks register themselves; shared tasks bind to this Celery app.
-        from connectadmin import celery, checks  # noqa: F401
+        # The deploy checks register themselves; shared tasks bind to this Celery app; the
+        # Celery processes record their heartbeats through signals (connectadmin.heartbeats).
+        from connectadmin import celery, checks, heartbeats  # noqa: F401

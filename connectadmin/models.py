@@ -128,3 +128,33 @@ class AppKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.key})" if self.label else self.key
+
+
+class Heartbeat(models.Model):
+    """The last signs of life of a Celery worker or of the scheduler (celery beat), written
+    by those processes themselves (connectadmin.heartbeats) and read by connectadmin.health.
+    One row per worker node name, and per scheduler process."""
+
+    class Kind(models.TextChoices):
+        WORKER = "worker", "Worker"
+        SCHEDULER = "scheduler", "Scheduler"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # A worker's node name (celery@host); a scheduler's "host (pid N)".
+    name = models.CharField(max_length=255)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Any sign of life: started, Celery's own worker heartbeat, the heartbeat task, a beat.
+    seen_at = models.DateTimeField()
+    # Workers: when the node last ran the heartbeat task, i.e. took a task from the queue.
+    ran_at = models.DateTimeField(null=True, blank=True)
+    # Workers: a warm shutdown says goodbye; a killed worker does not.
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "name"], name="heartbeat_kind_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"

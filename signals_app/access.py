@@ -58,3 +58,8 @@ def sees_all_exports(user: Any) -> bool:
 def can_manage_sftp(user: Any) -> bool:
     """SSH keys and SFTP host keys open the accounts' export folders: admins only."""
     return has_role(user, Role.ADMIN)
+
+
+def sees_health(user: Any) -> bool:
+    """The Health page (workers, broker, disk, Connect endpoints): ops and admins."""
+    return has_role(user, Role.OPS, Role.ADMIN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -165,7 +166,24 @@ def test_devstack_serves_the_app_with_a_worker_and_stops_everything_on_sigterm(
             START_TIMEOUT,
         )
 
-        assert stack.get("/healthz") == (200, b'{"status": "ok"}')
+        assert stack.get("/healthz?live=1") == (200, b'{"status": "ok"}')
+        # The heartbeat goes from beat through the broker to the worker and into the
+        # database, where /healthz reads it (connectadmin.heartbeats).
+        stack.wait_for(
+            lambda: re.search(r"record_heartbeat\[[-\w]+\] succeeded", stack.output) is not None,
+            "the worker running the heartbeat task sent by beat",
+            START_TIMEOUT,
+        )
+        status, body = stack.get("/healthz")
+        assert status == 200, body
+        checks = json.loads(body)["checks"]
+        assert checks["database"]["status"] == checks["broker"]["status"] == "ok"
+        worker = re.search(r"-n (devstack-\d+@)%h", stack.output)
+        assert worker is not None
+        assert [
+            (w["name"].startswith(worker[1]), w["state"]) for w in checks["workers"]["workers"]
+        ] == [(True, "running")]
+        assert checks["scheduler"]["status"] == "ok", checks["scheduler"]
         status, body = stack.get("/")
         assert status == 200 and b"connectadmin" in body
         # DEBUG is off, as in production: devstack collected the static files first and

@@ -12,4 +12,4 @@ def test_home_page_is_served_after_sign_in(client: Client, django_user_model: An
 
 
 def test_healthz_answers_ok(client: Client) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz?live=1").json() == {"status": "ok"}

@@ -8,7 +8,7 @@ from typing import Any
 from django import template
 from django.utils import timezone
 
-from signals_app.access import can_import, sees_all_imports
+from signals_app.access import can_import, sees_all_imports, sees_health
 from signals_app.audit_words import describe
 
 register = template.Library()
@@ -22,6 +22,11 @@ def may_import(user: Any) -> bool:
 @register.filter
 def sees_all(user: Any) -> bool:
     return sees_all_imports(user)
+
+
+@register.filter
+def may_see_health(user: Any) -> bool:
+    return sees_health(user)
 
 
 @register.filter

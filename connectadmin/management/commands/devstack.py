@@ -174,7 +174,8 @@ class Command(BaseCommand):
                 if not child.running():
                     return child
             try:
-                with LOCAL.open(f"{base_url}healthz", timeout=2) as response:
+                # The liveness answer: the full check asks the broker and Connect too.
+                with LOCAL.open(f"{base_url}healthz?live=1", timeout=2) as response:
                     if response.status == 200:
                         return None
             except OSError:  # refused, reset, timed out (URLError is an OSError)
