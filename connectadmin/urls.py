@@ -2,11 +2,12 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from connectadmin import views
+from connectadmin import settings_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("health", views.health_page, name="health"),
     path("favicon.ico", views.favicon, name="favicon"),
     path(
         "login/",
@@ -18,5 +19,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("", include("signals_app.urls")),
     path("", include("exports_app.urls")),
+    path("settings/", include("connectadmin.settings_urls")),
+    path("invite/<uidb64>/<token>/", settings_views.invite_accept, name="invite_accept"),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,21 @@
+"""/settings/: the admins' settings pages (connectadmin.settings_views)."""
+
+from django.urls import path
+
+from connectadmin import settings_views as views
+
+app_name = "settings"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("accounts", views.accounts, name="accounts"),
+    path("accounts/new", views.account_new, name="account_new"),
+    path("accounts/<int:account_id>", views.account_edit, name="account_edit"),
+    path("accounts/<int:account_id>/test", views.account_test, name="account_test"),
+    path("app-keys", views.app_keys, name="app_keys"),
+    path("app-keys/new", views.app_key_new, name="app_key_new"),
+    path("app-keys/<int:app_key_id>", views.app_key_edit, name="app_key_edit"),
+    path("users", views.users, name="users"),
+    path("users/<int:user_id>", views.user_edit, name="user_edit"),
+    path("users/<int:user_id>/invite", views.user_invite_again, name="user_invite_again"),
+]
