@@ -105,7 +105,8 @@ def _record_safely(**fields: Any) -> None:
     """A heartbeat that cannot be written is logged, never raised into Celery's machinery:
     the silence itself is what the health check reports."""
     try:
-        close_old_connections()  # a connection the database dropped is replaced, not reused
+        if not connection.in_atomic_block:  # (inside one, closing would break the caller's)
+            close_old_connections()  # a connection the database dropped is replaced
         heartbeat_record(**fields)
     except Exception as exc:
         logger.warning("Could not record a heartbeat of %s: %s", fields.get("name"), exc)

@@ -59,6 +59,16 @@ def connect_endpoint() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.fixture(autouse=True)
+def _own_broker_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests here point the app at other brokers: whatever connection or producer pool
+    is made meanwhile is dropped afterwards (monkeypatch puts the app's own back), so a
+    later test does not publish into this test's broker and lose its tasks (it did, in CI:
+    the integration tests' tasks went to a file-system folder)."""
+    monkeypatch.setattr(celery_app, "_pool", None)
+    monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)
+
+
 @pytest.fixture
 def broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The embedded file-system broker, in a folder of the test's own (so the count of
