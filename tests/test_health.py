@@ -59,7 +59,11 @@ def connect_endpoint() -> Iterator[str]:
     server.server_close()
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, name="_own_broker_connections")
+def _own_broker_connections_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    _own_broker_connections(monkeypatch)
+
+
 def _own_broker_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tests here point the app at other brokers: whatever connection or producer pool
     is made meanwhile is dropped afterwards (monkeypatch puts the app's own back), so a
@@ -74,6 +78,7 @@ def broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The embedded file-system broker, in a folder of the test's own (so the count of
     waiting messages is this test's); CI's CELERY_BROKER_URL would win over the app's conf."""
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    _own_broker_connections(monkeypatch)  # for the tests of other modules that use this
     folder = tmp_path / "broker"
     for sub in ("in", "processed", "control"):
         (folder / sub).mkdir(parents=True)
