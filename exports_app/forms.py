@@ -16,6 +16,7 @@ from django.utils import timezone
 from connectadmin.models import ConnectAccount
 from exports_app import rules
 from exports_app.models import ExportSchedule, Placement, Recurrence
+from exports_app.services import jobs
 from exports_app.services.schedules import ScheduleSpec
 
 _SPLIT = re.compile(r"[\s,;]+")
@@ -210,6 +211,22 @@ class ExportForm(ExportFields):
             return ""
         start, end = self.cleaned_data["range"]
         return f"{start:%a %b %-d %Y %H:%M} to {end:%a %b %-d %Y %H:%M} ({self.zone().key})"
+
+    def export_request(self) -> jobs.ExportRequest:
+        """What the valid form asks Connect for (the page and export_signals submit it)."""
+        data = self.cleaned_data
+        start, end = data["range"]
+        return jobs.ExportRequest(
+            account=data["account"],
+            job_name=data["job_name"],
+            signal_types=data["signal_types"],
+            start=start,
+            end=end,
+            window=data["window"] if data["range_mode"] == "window" else "",
+            notifications=data["notifications"],
+            placement=data["placement"],
+            target=data["target"],
+        )
 
 
 class ScheduleForm(ExportFields):

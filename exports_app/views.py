@@ -130,21 +130,8 @@ def export_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = ExportForm(request.POST, check_only=checking)
         if form.is_valid() and not checking:
-            data = form.cleaned_data
-            start, end = data["range"]
-            request_ = jobs.ExportRequest(
-                account=data["account"],
-                job_name=data["job_name"],
-                signal_types=data["signal_types"],
-                start=start,
-                end=end,
-                window=data["window"] if data["range_mode"] == "window" else "",
-                notifications=data["notifications"],
-                placement=data["placement"],
-                target=data["target"],
-            )
             try:
-                job = jobs.export_submit(request=request_, user=request.user)
+                job = jobs.export_submit(request=form.export_request(), user=request.user)
             except jobs.ExportRefused as refused:
                 form.add_error(refused.field or None, refused.message)
             else:

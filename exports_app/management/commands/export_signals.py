@@ -97,19 +97,7 @@ class Command(BaseCommand):
                 for message in messages
             ]
             self._fail("; ".join(problems), EXIT_BAD_INPUT)
-        data = form.cleaned_data
-        start, end = data["range"]
-        request = jobs.ExportRequest(
-            account=data["account"],
-            job_name=data["job_name"],
-            signal_types=data["signal_types"],
-            start=start,
-            end=end,
-            window=data["window"] if data["range_mode"] == "window" else "",
-            notifications=data["notifications"],
-            placement=data["placement"],
-            target=data["target"],
-        )
+        request = form.export_request()
         try:
             job = jobs.export_submit(request=request, user=user)
         except jobs.ExportRefused as refused:
