@@ -1,4 +1,6 @@
-"""The Settings pages' forms: one per page, each with its own checks."""
+"""The Settings pages' forms: one per page, each with its own checks. The same form class
+checks one field at a time as the admin types (htmx posts the form with `_check`, as on
+the export form; see exports_app.forms)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,23 @@ ROLE_CHOICES = [
 ]
 
 
-class AccountForm(forms.ModelForm[ConnectAccount]):
+class CheckedAsTyped(forms.BaseForm):
+    """`check_only`: the form is checked as the admin types. Every check runs; a field not
+    typed in yet is not called missing (the export form's rule)."""
+
+    def __init__(self, *args: Any, check_only: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.check_only = check_only
+
+    def full_clean(self) -> None:
+        super().full_clean()  # for a ModelForm, with the model's checks (unique, validators)
+        if self.check_only and self.is_bound:
+            for name in list(self.errors):
+                if name in self.fields and not self.data.get(self.add_prefix(name)):
+                    del self.errors[name]
+
+
+class AccountForm(CheckedAsTyped, forms.ModelForm[ConnectAccount]):
     """The API key is write-only: never rendered, never in the form's initial data; on an
     existing account an empty field keeps the stored key."""
 
@@ -34,7 +52,10 @@ class AccountForm(forms.ModelForm[ConnectAccount]):
         label="API key",
         required=False,
         strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        # hx-preserve: the live check's swap keeps what was typed (it is never sent back).
+        widget=forms.PasswordInput(
+            render_value=False, attrs={"autocomplete": "new-password", "hx-preserve": "true"}
+        ),
         help_text="Connect shows the key once: paste it here. It is stored encrypted and never "
         "shown again.",
     )
@@ -69,6 +90,13 @@ class AccountForm(forms.ModelForm[ConnectAccount]):
     def has_stored_key(self) -> bool:
         return self.instance.pk is not None and bool(self.instance.api_key)
 
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        others = ConnectAccount.objects.exclude(pk=self.instance.pk)
+        if others.filter(name__iexact=name).exists():
+            raise forms.ValidationError(f"An account named {name} exists already.")
+        return name
+
     def clean_api_key(self) -> str:
         value: str = self.cleaned_data["api_key"]
         if not value and not self.has_stored_key:
@@ -82,7 +110,7 @@ class AccountForm(forms.ModelForm[ConnectAccount]):
         return cleaned
 
 
-class AppKeyForm(forms.ModelForm[AppKey]):
+class AppKeyForm(CheckedAsTyped, forms.ModelForm[AppKey]):
     class Meta:
         model = AppKey
         fields = ["key", "label", "tier", "account", "active"]
@@ -91,13 +119,30 @@ class AppKeyForm(forms.ModelForm[AppKey]):
             "key": "The application key as Connect shows it; every signal names it in appKey.",
             "label": "A name people recognise, shown next to the key in lists.",
             "tier": "The account's Connect tier: decides which signal types validate for this key.",
-            "active": "A deactivated key can no longer be chosen for a new import. Imports "
-            "already made with it keep it, and signals naming it still count as its "
+            "active": "A deactivated key can no longer be chosen for a new import, and an "
+            "import made with it that is not sent yet cannot be sent (sends under way "
+            "finish). Imports keep their key, and signals naming it still count as its "
             "account's.",
         }
 
+    def clean_key(self) -> str:
+        key: str = self.cleaned_data["key"]
+        taken = (
+            AppKey.objects.exclude(pk=self.instance.pk)
+            .filter(key=key)
+            .select_related("account")
+            .first()
+        )
+        if taken is not None:
+            state = "" if taken.active else ", deactivated"
+            raise forms.ValidationError(
+                f"{key} is registered already (for {taken.account.name}{state}); a key is "
+                "registered once."
+            )
+        return key
 
-class InviteForm(forms.Form):
+
+class InviteForm(CheckedAsTyped, forms.Form):
     username = forms.CharField(label="User name", max_length=150)
     email = forms.EmailField(
         label="E-mail", help_text="The one-time link to set a password is sent here."
@@ -140,6 +185,11 @@ class UserForm(forms.Form):
     """Role, send live and active for one user, with the two guards: the last active admin
     stays an active admin, and nobody removes their own admin role or account."""
 
+    email = forms.EmailField(
+        label="E-mail address",
+        required=False,
+        help_text="Where invitations and the alerts they subscribe to are sent.",
+    )
     role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES, widget=forms.RadioSelect)
     send_live = forms.BooleanField(label="May send live imports", required=False)
     active = forms.BooleanField(
@@ -154,6 +204,7 @@ class UserForm(forms.Form):
         kwargs.setdefault(
             "initial",
             {
+                "email": user.email,
                 "role": role_of(user) or Role.MARKETER.value,
                 "send_live": may_send_live(user),
                 "active": user.is_active,
@@ -171,6 +222,13 @@ class UserForm(forms.Form):
             self.fields[
                 "send_live"
             ].help_text = "A live import reaches real contacts; without this, test imports only."
+
+    def clean_email(self) -> str:
+        email: str = self.cleaned_data["email"].strip()
+        others = User.objects.exclude(pk=self.user.pk)
+        if email and others.filter(email__iexact=email).exists():
+            raise forms.ValidationError(f"Another user has {email} already.")
+        return email
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()

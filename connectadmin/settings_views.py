@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -50,6 +51,19 @@ def _settings_page(
     return TemplateResponse(
         request, template, {"settings_section": section, **context}, status=status
     )
+
+
+def _checking(request: HttpRequest) -> bool:
+    """htmx posts the form with `_check` as the admin types (as on the export form): it is
+    checked, nothing is saved, and the form alone goes back (its partial)."""
+    return request.method == "POST" and request.POST.get("_check") == "1"
+
+
+def _checked_form(
+    request: HttpRequest, template: str, form: forms.BaseForm, **context: Any
+) -> HttpResponse:
+    form.is_valid()
+    return TemplateResponse(request, template, {"form": form, "checking": True, **context})
 
 
 @require_GET
@@ -97,7 +111,9 @@ def _values(obj: Any, names: list[str]) -> dict[str, str]:
 @login_required
 @admin_required
 def account_new(request: HttpRequest) -> HttpResponse:
-    form = AccountForm(request.POST or None)
+    form = AccountForm(request.POST or None, check_only=_checking(request))
+    if form.check_only:
+        return _checked_form(request, "settings/account_form.html#account-form", form)
     if request.method == "POST":
         if form.is_valid():
             account = form.save()
@@ -125,7 +141,11 @@ def account_new(request: HttpRequest) -> HttpResponse:
 def account_edit(request: HttpRequest, account_id: int) -> HttpResponse:
     account = get_object_or_404(ConnectAccount, pk=account_id)
     before = _values(account, ["name", "region", "graphql_endpoint", "connect_user_email"])
-    form = AccountForm(request.POST or None, instance=account)
+    form = AccountForm(request.POST or None, instance=account, check_only=_checking(request))
+    if form.check_only:
+        return _checked_form(
+            request, "settings/account_form.html#account-form", form, account=account
+        )
     if request.method == "POST":
         if form.is_valid():
             key_replaced = bool(form.cleaned_data.get("api_key"))
@@ -209,7 +229,9 @@ def app_key_new(request: HttpRequest) -> HttpResponse:
     initial = {}
     if (account_id := request.GET.get("account", "").strip()).isdigit():
         initial["account"] = account_id
-    form = AppKeyForm(request.POST or None, initial=initial)
+    form = AppKeyForm(request.POST or None, initial=initial, check_only=_checking(request))
+    if form.check_only:
+        return _checked_form(request, "settings/app_key_form.html#app-key-form", form)
     if request.method == "POST":
         if form.is_valid():
             app_key = form.save()
@@ -234,7 +256,11 @@ def app_key_new(request: HttpRequest) -> HttpResponse:
 def app_key_edit(request: HttpRequest, app_key_id: int) -> HttpResponse:
     app_key = get_object_or_404(AppKey.objects.select_related("account"), pk=app_key_id)
     before = _values(app_key, ["key", "label", "tier", "account", "active"])
-    form = AppKeyForm(request.POST or None, instance=app_key)
+    form = AppKeyForm(request.POST or None, instance=app_key, check_only=_checking(request))
+    if form.check_only:
+        return _checked_form(
+            request, "settings/app_key_form.html#app-key-form", form, app_key=app_key
+        )
     if request.method == "POST":
         if form.is_valid():
             changed = list(form.changed_data)
@@ -255,7 +281,11 @@ def app_key_edit(request: HttpRequest, app_key_id: int) -> HttpResponse:
                     f"App key {app_key.key}: saved "
                     + ", ".join(str(form[name].label).lower() for name in changed)
                     + "."
-                    + ("" if app_key.active else " It can no longer be chosen for a new import."),
+                    + (
+                        ""
+                        if app_key.active
+                        else " It can no longer be chosen for a new import or send."
+                    ),
                 )
             else:
                 messages.success(request, "Nothing was changed.")
@@ -282,7 +312,9 @@ def _app_key_form(
 @login_required
 @admin_required
 def users(request: HttpRequest) -> HttpResponse:
-    form = InviteForm(request.POST or None)
+    form = InviteForm(request.POST or None, check_only=_checking(request))
+    if form.check_only:
+        return _checked_form(request, "settings/users.html#invite-form", form)
     invited: dict[str, str] | None = None
     status = 200
     if request.method == "POST":
@@ -355,11 +387,14 @@ def user_edit(request: HttpRequest, user_id: int) -> HttpResponse:
     user = get_object_or_404(User, pk=user_id)
     actor: User = request.user  # type: ignore[assignment]
     form = UserForm(request.POST or None, user=user, actor=actor)
+    if _checking(request):  # no field to type in: the guards are said at once
+        return _checked_form(request, "settings/user_form.html#user-form", form)
     if request.method == "POST":
         if form.is_valid():
             try:
                 changes = team.user_update(
                     user=user,
+                    email=form.cleaned_data["email"],
                     role=form.cleaned_data["role"],
                     send_live=form.cleaned_data["send_live"],
                     active=form.cleaned_data["active"],

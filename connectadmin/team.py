@@ -270,7 +270,9 @@ class LastAdminError(Exception):
 
 
 @transaction.atomic
-def user_update(*, user: User, role: str, send_live: bool, active: bool, actor: User) -> list[str]:
+def user_update(
+    *, user: User, role: str, send_live: bool, active: bool, actor: User, email: str | None = None
+) -> list[str]:
     """Apply the user form's choices; returns what changed, in words. Raises
     LastAdminError (and changes nothing) when no active admin would be left: the form
     checks it first, this is for two admins demoting each other at the same moment."""
@@ -281,6 +283,11 @@ def user_update(*, user: User, role: str, send_live: bool, active: bool, actor: 
         .values_list("pk", flat=True)
     )
     changes: list[str] = []
+    if email is not None and email != user.email:
+        audit(action="user.email_changed", actor=actor, obj=user, before=user.email, after=email)
+        changes.append(f"e-mail {user.email or 'none'} → {email or 'none'}")
+        user.email = email
+        user.save(update_fields=["email"])
     before = role_of(user)
     if role != before:
         _apply_role(user, role)

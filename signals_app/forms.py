@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 
 from connectadmin.models import AppKey
 from signals_app.models import ImportMode, ImportStatus
+from signals_app.services.upload import app_key_refusal
 
 # A hint for the file chooser; the format itself is detected from the content (SPEC §5).
 ACCEPTED_SUFFIXES = (".json", ".ndjson", ".jsonl", ".csv", ".gz")
@@ -24,6 +25,19 @@ class AppKeyChoiceField(forms.ModelChoiceField[AppKey]):
         if obj.label and obj.label.lower() not in obj.account.name.lower():
             parts.append(obj.label)
         return " · ".join([*parts, obj.get_tier_display(), obj.account.name])
+
+    def to_python(self, value: Any) -> AppKey | None:
+        """Active keys only are offered; one deactivated while the form was open is
+        refused in the words the command line and the import page use."""
+        try:
+            return super().to_python(value)
+        except forms.ValidationError as exc:
+            if exc.code != "invalid_choice" or not str(value or "").isdigit():
+                raise
+            inactive = AppKey.objects.filter(pk=int(value), active=False).first()
+            if inactive is None:
+                raise
+            raise forms.ValidationError(app_key_refusal(inactive), code="inactive") from None
 
 
 def new_idempotency_key() -> str:

@@ -355,6 +355,8 @@ def import_detail(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
         "outcome": import_outcome(signal_import, can_resend=can_resend(request.user)),
         "is_owner_or_ops": signal_import.created_by_id == request.user.pk
         or sees_all_imports(request.user),
+        # Said in place of the send and promote forms, which the service would refuse.
+        "key_refusal": upload.app_key_refusal(signal_import.app_key),
     }
     template_name = "signals/import_detail.html"
     if target == "progress":

@@ -556,3 +556,123 @@ def test_a_superuser_demoted_loses_the_superuser_flag(client: Client, admin: Use
     boss_client = Client()
     boss_client.force_login(boss)
     assert boss_client.get("/settings/").status_code == 403
+
+
+# --- checked as the admin types (htmx posts the form with _check, as the export form) ---
+
+
+def check(client: Client, url: str, data: dict[str, Any]) -> str:
+    response = client.post(url, {"_check": "1", **data}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_settings_forms_are_checked_as_the_admin_types(client: Client, admin: User) -> None:
+    account = make_account()
+    app_key = make_app_key(account)
+    for url, form_id in (
+        ("/settings/accounts/new", "account-form"),
+        (f"/settings/accounts/{account.pk}", "account-form"),
+        ("/settings/app-keys/new", "app-key-form"),
+        (f"/settings/app-keys/{app_key.pk}", "app-key-form"),
+        ("/settings/users", "invite"),
+        (f"/settings/users/{admin.pk}", "user-form"),
+    ):
+        page = client.get(url).content.decode()
+        assert f'id="{form_id}"' in page and f'hx-post="{url}"' in page
+        assert """hx-vals='{"_check": "1"}'""" in page, url
+    # The API key is left out of the checks and kept as typed across the swap.
+    page = client.get("/settings/accounts/new").content.decode()
+    assert 'hx-params="not api_key"' in page and 'hx-preserve="true"' in page
+
+
+def test_the_account_form_says_each_rule_as_typed_and_saves_nothing(
+    client: Client, admin: User
+) -> None:
+    make_account(name="Shop EU")
+    body = check(
+        client,
+        "/settings/accounts/new",
+        {
+            "name": "shop eu",
+            "region": Region.EU_CENTRAL_1.value,
+            "graphql_endpoint": "http://connect.example.com/graphql",
+            "connect_user_email": "ann+ops@example.com",
+            "api_key": "",  # not typed yet (and never sent by the check)
+        },
+    )
+    assert body.lstrip().startswith('<form id="account-form"')  # the form only, for htmx
+    assert "An account named shop eu exists already." in body
+    assert "must use https://" in body
+    assert "allows only letters, digits, _ - . and @; not &#x27;+&#x27;" in body
+    assert "Paste the key" not in body and "This field is required" not in body
+    assert "Nothing was saved" not in body
+    assert ConnectAccount.objects.count() == 1
+    assert not AuditEvent.objects.filter(action__startswith="account.").exists()
+
+
+def test_a_check_never_gives_the_api_key_back(client: Client, admin: User) -> None:
+    body = check(client, "/settings/accounts/new", account_data(name=""))
+    assert "plain-secret-api-key-42" not in body
+    assert not ConnectAccount.objects.exists()
+
+
+def test_a_check_of_an_account_keeps_its_connection_test_result(
+    client: Client, admin: User
+) -> None:
+    account = make_account(name="Shop EU")
+    session = client.session
+    session[f"connection-test-{account.pk}"] = {"outcome": "ok", "words": "OK", "detail": "fine",
+                                                "elapsed_ms": 5, "http_status": 200,
+                                                "endpoint": "x"}  # fmt: skip
+    session.save()
+    check(client, f"/settings/accounts/{account.pk}", {"name": "Shop EU", "region": "sandbox"})
+    assert f"connection-test-{account.pk}" in client.session
+
+
+def test_a_duplicate_app_key_is_said_as_typed_naming_its_account(
+    client: Client, admin: User
+) -> None:
+    taken = make_app_key(account=make_account(name="Shop US"), key="taken-key", active=False)
+    body = check(client, "/settings/app-keys/new", {"key": "taken-key", "tier": "", "account": ""})
+    assert body.lstrip().startswith('<form id="app-key-form"')
+    assert "taken-key is registered already (for Shop US, deactivated)" in body
+    assert "id_tier-error" not in body and "id_account-error" not in body  # not chosen yet
+    # The key's own page: its key is no duplicate of itself.
+    data = {"key": "taken-key", "tier": "pro", "account": taken.account_id}
+    assert "registered already" not in check(client, f"/settings/app-keys/{taken.pk}", data)
+    assert AppKey.objects.count() == 1
+
+
+def test_a_taken_user_name_or_e_mail_is_said_as_typed(client: Client, admin: User) -> None:
+    User.objects.create_user("mia", "mia@example.com", "mia-pass")
+    body = check(client, "/settings/users", {"username": "MIA", "email": "", "role": "ops"})
+    assert "“MIA” is taken" in body and "id_email-error" not in body
+    body = check(client, "/settings/users", {"username": "nina", "email": "MIA@example.com"})
+    assert "A user with MIA@example.com exists already" in body
+    assert not User.objects.filter(username="nina").exists()
+
+
+def test_the_last_admin_guard_is_said_as_soon_as_active_is_unticked(
+    client: Client, admin: User
+) -> None:
+    body = check(client, f"/settings/users/{admin.pk}", {"role": "admin"})
+    assert body.lstrip().startswith('<form id="user-form"')
+    assert "ada is the last active admin" in body
+    assert User.objects.get(pk=admin.pk).is_active
+    assert not AuditEvent.objects.filter(action__startswith="user.").exists()
+
+
+def test_an_admin_sets_a_users_e_mail_address_for_their_alerts(client: Client, admin: User) -> None:
+    otto = make_user("otto", "ops")
+    mia = make_user("mia", "marketer")
+    User.objects.filter(pk=mia.pk).update(email="mia@example.test")
+    url = f"/settings/users/{otto.pk}"
+    taken = client.post(url, {"email": "MIA@example.test", "role": "ops", "active": "on"})
+    assert taken.status_code == 400
+    assert "Another user has MIA@example.test already." in taken.content.decode()
+    done = client.post(url, {"email": "otto@example.test", "role": "ops", "active": "on"})
+    assert done.status_code == 302
+    assert User.objects.get(pk=otto.pk).email == "otto@example.test"
+    event = AuditEvent.objects.get(action="user.email_changed")
+    assert event.detail == {"before": otto.email, "after": "otto@example.test"}

@@ -79,7 +79,7 @@ from signals_app.services.deliveries import SEND, GaveUp, clear_starts, counted_
 from signals_app.services.downloads import iter_valid_records
 from signals_app.services.errors import ImportRefused
 from signals_app.services.rejections import Rejections
-from signals_app.services.upload import import_file_path
+from signals_app.services.upload import app_key_refusal, import_file_path
 from signals_app.validation.engine import unwrap
 from signals_app.validation.readers import Record, open_signal_file
 from signals_app.validation.schema import IDENTIFIABLE_ATTRIBUTES
@@ -242,7 +242,9 @@ def import_send(
     *, signal_import: SignalImport, user: User, confirm_skip: int | None = None
 ) -> SignalImport:
     """Write the batch ledger and enqueue the send. A live import needs SEND_LIVE, and when
-    its file has rejected signals, `confirm_skip` equal to how many will be skipped."""
+    its file has rejected signals, `confirm_skip` equal to how many will be skipped. An
+    import whose app key was deactivated after its upload is not sent (a promotion, which
+    sends through here, neither)."""
     if signal_import.mode == ImportMode.LIVE and not user.has_perm(SEND_LIVE):
         raise PermissionDenied("Sending live needs the “send live” permission.")
     from signals_app.tasks import send_import  # the tasks module imports this one
@@ -255,6 +257,8 @@ def import_send(
             .get(pk=signal_import.pk)
         )
         _check_sendable(locked)
+        if refusal := app_key_refusal(locked.app_key):
+            raise ImportRefused(refusal)
         source = locked.validation_source
         skipped = source.rejected
         if locked.is_live and skipped and confirm_skip != skipped:

@@ -23,7 +23,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from connectadmin.models import AppKey
-from signals_app.models import ImportMode, ImportStatus, SignalImport, audit
+from signals_app.models import AuditEvent, ImportMode, ImportStatus, SignalImport, audit
 from signals_app.services.errors import ImportRefused
 
 IDEMPOTENCY_WINDOW = timedelta(hours=1)
@@ -41,10 +41,13 @@ def import_create(
     """Keep the uploaded file under a generated name and queue its validation.
 
     The same user and `idempotency_key` within an hour returns the import the first
-    request created: a double-clicked submit makes one import, not two.
+    request created: a double-clicked submit makes one import, not two. A deactivated app
+    key is refused before anything is stored.
     """
     if mode not in ImportMode.values:
         raise ImportRefused("Choose whether the import is a test or a live one.")
+    if refusal := app_key_refusal(app_key):
+        raise ImportRefused(refusal)
     key = (idempotency_key or "").strip()[:64] or None
     if key is not None:
         existing = _recent_import_for_key(user, key)
@@ -88,6 +91,36 @@ def import_create(
         raise
     queue_validation(signal_import)
     return signal_import
+
+
+def app_key_refusal(app_key: AppKey) -> str:
+    """Why a new import, or a new send of an import made before, may not use this key;
+    empty when it may. The one wording for the upload form, the import page and the
+    command line."""
+    if app_key.active:
+        return ""
+    return (
+        f"App key {app_key.key} was deactivated{_deactivated_by(app_key)}, so it cannot be "
+        "used for a new import or send. An admin can reactivate it in Settings → App keys."
+    )
+
+
+def _deactivated_by(app_key: AppKey) -> str:
+    """ " by ada on 2025-05-03" from the audit trail's latest change of the key's state;
+    empty when the trail does not say (a key deactivated in Django's admin)."""
+    events = AuditEvent.objects.filter(
+        object_type="appkey",
+        object_id=str(app_key.pk),
+        action__in=["appkey.deactivated", "appkey.reactivated", "appkey.updated"],
+    ).order_by("-created_at", "-id")
+    for event in events[:20]:
+        state = ((event.detail.get("changes") or {}).get("active") or {}).get("after")
+        if event.action == "appkey.reactivated" or state == "True":
+            return ""  # deactivated again since, where the trail does not see it
+        if event.action == "appkey.deactivated" or state == "False":
+            who = f" by {event.actor_name}" if event.actor_name else ""
+            return f"{who} on {timezone.localdate(event.created_at):%Y-%m-%d}"
+    return ""
 
 
 def _recent_import_for_key(user: Any, key: str) -> SignalImport | None:

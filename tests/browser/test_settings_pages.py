@@ -186,3 +186,34 @@ def test_every_settings_page_fits_three_widths_and_has_no_serious_axe_finding(
             if width in (1400, 390):
                 problems += [f"{name} @{width}px: {v}" for v in serious_violations(strict_page)]
     assert not problems, "\n".join(problems)
+
+
+def test_the_account_form_says_the_connect_user_rule_while_it_is_typed(
+    strict_page: Any,
+) -> None:
+    make_user("ada", "admin")
+    make_account(name="Shop EU")
+    sign_in(strict_page, "ada")
+    strict_page.goto("/settings/accounts/new")
+    strict_page.get_by_label("API key").fill("browser-typed-secret-key")
+    strict_page.get_by_label("Name").press_sequentially("Shop EU")
+    email = strict_page.get_by_label("Connect user e-mail")
+    email.press_sequentially("ann+ops@example.com")
+    error = strict_page.locator("#id_connect_user_email-error")
+    error.wait_for()
+    assert "not '+'" in error.inner_text()
+    assert (
+        "An account named Shop EU exists already"
+        in strict_page.locator("#id_name-error").inner_text()
+    )
+    # Nothing missing is called missing, nothing was saved, and the typing goes on.
+    assert strict_page.locator("#id_api_key-error").count() == 0
+    assert strict_page.get_by_role("alert").count() == 0
+    assert strict_page.evaluate("document.activeElement.name") == "connect_user_email"
+    # The API key, never sent back, is still what was typed.
+    assert strict_page.get_by_label("API key").input_value() == "browser-typed-secret-key"
+    assert "browser-typed-secret-key" not in strict_page.content()  # no value= given back
+    email.fill("")
+    email.press_sequentially("ann.ops@example.com")
+    error.wait_for(state="detached")
+    assert ConnectAccount.objects.count() == 1

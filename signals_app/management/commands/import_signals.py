@@ -15,7 +15,8 @@ import.send_refused), and the error says how to send it with --import.
 
 Exit status: 0 when every valid signal was accepted, 1 otherwise (rejected signals skipped,
 failed or unknown batches, a refusal), 2 for bad input (no such file, app key, user or
-import; an unreadable file; a live send without permission or confirmation).
+import; an unreadable file; a live send without permission or confirmation; an app key
+that was deactivated, for a new import and for a send with --import alike).
 """
 
 from __future__ import annotations
@@ -117,10 +118,13 @@ class Command(BaseCommand):
 
         from signals_app.services.upload import import_create  # written beside this one
 
-        with path.open("rb") as upload:
-            signal_import = import_create(
-                user=user, app_key=app_key, mode=mode, upload=upload, original_name=path.name
-            )
+        try:
+            with path.open("rb") as upload:
+                signal_import = import_create(
+                    user=user, app_key=app_key, mode=mode, upload=upload, original_name=path.name
+                )
+        except ImportRefused as exc:  # a deactivated app key: nothing was stored
+            self._fail(str(exc), EXIT_BAD_INPUT)
         self.stdout.write(f"import {signal_import.pk}: {path.name}, {mode} import, validating")
         return signal_import, user
 
