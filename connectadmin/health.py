@@ -232,14 +232,14 @@ def health_check() -> HealthReport:
         broker = _check_broker()
         disk = _check_disk()
         if database.status == "ok":
-            workers, scheduler = _check_workers(now), _check_scheduler(now)
+            workers, scheduler = workers_check(now), scheduler_check(now)
         if asked is not None:
             vendors = asked.result()
     problems = [
         *_database_problems(database),
         *_broker_problems(broker),
         *_worker_problems(workers, now, broker),
-        *_scheduler_problems(scheduler, now),
+        *scheduler_problems(scheduler, now),
         *_disk_problems(disk),
         *_vendor_problems(vendors),
         *(_unreadable_problems(workers, scheduler, vendors) if database.status == "ok" else []),
@@ -404,7 +404,7 @@ def _silent_for(moment: datetime, now: datetime) -> float:
     return max(0.0, (now - moment).total_seconds())
 
 
-def _check_workers(now: datetime) -> WorkersCheck:
+def workers_check(now: datetime) -> WorkersCheck:
     from connectadmin.models import Heartbeat
 
     window = timedelta(seconds=settings.HEALTH_SILENT_SECONDS)
@@ -455,7 +455,7 @@ def _check_workers(now: datetime) -> WorkersCheck:
     )
 
 
-def _check_scheduler(now: datetime) -> SchedulerCheck:
+def scheduler_check(now: datetime) -> SchedulerCheck:
     from connectadmin.models import Heartbeat
 
     window = timedelta(seconds=settings.HEALTH_SILENT_SECONDS)
@@ -555,7 +555,7 @@ START_SCHEDULER = (
 )
 
 
-def _scheduler_problems(check: SchedulerCheck, now: datetime) -> list[Problem]:
+def scheduler_problems(check: SchedulerCheck, now: datetime) -> list[Problem]:
     if check.status in ("ok", "unknown"):
         return []
     live = [scheduler for scheduler in check.schedulers if scheduler.live]
@@ -787,7 +787,7 @@ class RunningTasks:
 
 def workers_alive() -> int:
     """How many workers showed life lately (so many answers to wait for)."""
-    workers = _check_workers(timezone.now()).workers
+    workers = workers_check(timezone.now()).workers
     return sum(1 for worker in workers if worker.state in ("running", "starting", "busy"))
 
 

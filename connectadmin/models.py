@@ -158,3 +158,144 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}"
+
+
+# --- Alerts (connectadmin.alerts) ------------------------------------------------------
+
+
+class AlertTopic(models.TextChoices):
+    IMPORT = "import", "Imports that failed"
+    EXPORT = "export", "Export runs that failed or were skipped"
+    HOST_KEY = "host_key", "SFTP host keys that changed"
+    WORKER = "worker", "Workers gone silent"
+    SCHEDULER = "scheduler", "The scheduler gone silent"
+
+
+class AlertChannel(models.Model):
+    """Where alerts go: a person's e-mail (kind email, their address at sending time) or a
+    webhook that takes a JSON body (Slack, Teams, anything). `topics` empty: every topic."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", "Webhook"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="alert_channels",
+    )
+    name = models.CharField(max_length=100, blank=True)  # a webhook's, for people
+    # A webhook's address: Slack's and Teams' hold their secret in the path, so encrypted
+    # like every other secret and never shown whole again.
+    url = EncryptedTextField(blank=True)
+    url_host = models.CharField(max_length=255, blank=True)  # shown instead of the address
+    topics = models.JSONField(default=list, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=models.Q(kind="email"),
+                name="alert_channel_one_email_per_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.EMAIL:
+            return f"e-mail to {self.user}"
+        return f"webhook {self.name or self.url_host}"
+
+    def wants(self, topic: str) -> bool:
+        return self.active and (not self.topics or topic in self.topics)
+
+
+class AlertState(models.TextChoices):
+    OPEN = "open", "Open"
+    CLEARED = "cleared", "Cleared"
+
+
+class Alert(models.Model):
+    """Something ops must know about, per subject (an account's imports, a schedule, a
+    worker, ...): opened by the first failure, counted while it lasts, cleared by the first
+    good run. At most one notification per subject per ALERT_REPEAT_MINUTES."""
+
+    topic = models.CharField(max_length=20, choices=AlertTopic.choices)
+    subject = models.CharField(max_length=255)  # e.g. "account:3", "worker:celery@host"
+    subject_label = models.CharField(max_length=300)  # e.g. "Imports to Acme EU"
+    state = models.CharField(max_length=10, choices=AlertState.choices, default=AlertState.OPEN)
+    # The latest occurrence, in words: what happened, what to do, the page that shows it.
+    title = models.CharField(max_length=300)
+    detail = models.TextField(blank=True)
+    link = models.CharField(max_length=500, blank=True)
+    occurrences = models.PositiveIntegerField(default=1)
+    opened_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    # When people were last told (the alert, or a reminder), and how many occurrences they
+    # had heard of then; None: not told yet (held back by the interval).
+    notified_at = models.DateTimeField(null=True, blank=True)
+    notified_occurrences = models.PositiveIntegerField(default=0)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at", "-id"]
+        indexes = [models.Index(fields=["topic", "subject", "-opened_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["topic", "subject"],
+                condition=models.Q(state="open"),
+                name="alert_one_open_per_subject",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_topic_display()}: {self.title}"
+
+
+class AlertDelivery(models.Model):
+    """One message of an alert to one channel, and what became of it."""
+
+    class Message(models.TextChoices):
+        ALERT = "alert", "Alert"
+        REMINDER = "reminder", "Still happening"
+        RECOVERY = "recovery", "Recovered"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"  # every attempt failed
+        CANCELLED = "cancelled", "Not sent"  # its channel was removed or turned off first
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    message = models.CharField(max_length=10, choices=Message.choices)
+    channel = models.ForeignKey(
+        AlertChannel, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    target = models.CharField(
+        max_length=300
+    )  # "ops@example.com", "webhook Slack (hooks.slack.com)"
+    # What was said, as it was when the message was made (the alert goes on changing).
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    next_try_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["state", "next_try_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.message} of alert {self.alert_id} to {self.target}: {self.state}"

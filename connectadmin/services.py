@@ -9,7 +9,7 @@ from django.db.models.functions import Cast
 from connectadmin import secrets
 from connectadmin.demo import DEMO_ACCOUNTS, DEMO_USERS, DemoUser
 from connectadmin.fields import EncryptedTextField
-from connectadmin.models import AppKey, ConnectAccount, Region, default_endpoint
+from connectadmin.models import AlertChannel, AppKey, ConnectAccount, Region, default_endpoint
 from connectadmin.roles import Role
 
 
@@ -52,8 +52,11 @@ def demo_seed() -> tuple[DemoUser, ...]:
             user.is_active = True
             # Reset every time so the printed logins are always the ones that work.
             user.set_password(demo_user.password)
+            user.email = user.email or f"{demo_user.username}@demo.connectadmin.test"
             user.save()
             user.groups.add(group)
+            if demo_user.role == Role.OPS:  # ops hear of failures (e-mails land in the outbox)
+                AlertChannel.objects.get_or_create(kind=AlertChannel.Kind.EMAIL, user=user)
         for demo in DEMO_ACCOUNTS:
             account, _ = ConnectAccount.objects.update_or_create(
                 name=demo.name,

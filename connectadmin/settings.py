@@ -252,6 +252,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
         "options": {"expires": 25},
     },
+    "send-due-alerts": {
+        "task": "connectadmin.tasks.deliver_alerts",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 # `manage.py devstack` (what `make run` ends with) and the local sandbox it starts; the demo
@@ -332,3 +337,37 @@ HEALTH_SILENT_SECONDS = env_int("HEALTH_SILENT_SECONDS", 300, minimum=60)
 # Less free space than this on the disk of VAR_DIR, EXPORTS_DIR or IMPORTS_DIR is reported
 # (an upload may be up to IMPORT_MAX_UPLOAD_BYTES, 1 GiB by default).
 HEALTH_DISK_MIN_FREE_MB = env_int("HEALTH_DISK_MIN_FREE_MB", 1024, minimum=0)
+
+# --- E-mail (invitations, alerts) -------------------------------------------------------
+# With EMAIL_HOST set, mail goes out over SMTP; without it (make run, a laptop) each message
+# is written as a file under VAR_DIR/outbox, where it can be read, instead of failing on a
+# mail server that is not there. EMAIL_BACKEND overrides both.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.filebased.EmailBackend",
+)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "outbox"))
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "connectadmin <connectadmin@localhost>")
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+# The address people open the app at, for links in e-mails and webhooks.
+SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{WEB_PORT}").rstrip("/")
+
+# --- Alerts (connectadmin.alerts) ----------------------------------------------------------
+# At most one message per subject (an account's imports, a schedule, a worker) in this many
+# minutes; more failures meanwhile are counted and told in one reminder.
+ALERT_REPEAT_MINUTES = env_int("ALERT_REPEAT_MINUTES", 60, minimum=1)
+# How often each worker and the scheduler look for silent workers and a silent scheduler
+# (HEALTH_SILENT_SECONDS decides when one is silent) and send what waits; 0: never.
+ALERT_WATCH_SECONDS = env_int("ALERT_WATCH_SECONDS", 30, minimum=0)
+# A message that cannot be delivered is tried again (1, 5, 15, 60 minutes, ...) this often.
+ALERT_DELIVERY_ATTEMPTS = env_int("ALERT_DELIVERY_ATTEMPTS", 6, minimum=1)
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env_int("ALERT_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)

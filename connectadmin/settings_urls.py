@@ -1,7 +1,9 @@
-"""/settings/: the admins' settings pages (connectadmin.settings_views)."""
+"""/settings/: the admins' settings pages (connectadmin.settings_views; Alerts:
+connectadmin.alerts_views)."""
 
 from django.urls import path
 
+from connectadmin import alerts_views
 from connectadmin import settings_views as views
 
 app_name = "settings"
@@ -18,4 +20,22 @@ urlpatterns = [
     path("users", views.users, name="users"),
     path("users/<int:user_id>", views.user_edit, name="user_edit"),
     path("users/<int:user_id>/invite", views.user_invite_again, name="user_invite_again"),
+    path("alerts", alerts_views.settings_alerts, name="alerts"),
+    path("alerts/webhooks/<int:webhook_id>", alerts_views.webhook_edit, name="webhook_edit"),
+    path("alerts/webhooks/<int:webhook_id>/test", alerts_views.webhook_test, name="webhook_test"),
+    path(
+        "alerts/webhooks/<int:webhook_id>/active",
+        alerts_views.webhook_active,
+        name="webhook_active",
+    ),
+    path(
+        "alerts/webhooks/<int:webhook_id>/remove",
+        alerts_views.webhook_remove,
+        name="webhook_remove",
+    ),
+    path(
+        "alerts/subscribers/<int:subscriber_id>/remove",
+        alerts_views.subscriber_remove,
+        name="subscriber_remove",
+    ),
 ]

@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from connectadmin import settings_views, views
+from connectadmin import alerts_views, settings_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("health", views.health_page, name="health"),
+    path("alerts", alerts_views.alert_list, name="alerts"),
+    path("alerts/subscription", alerts_views.subscription, name="alerts_subscription"),
     path("favicon.ico", views.favicon, name="favicon"),
     path(
         "login/",

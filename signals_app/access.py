@@ -63,3 +63,9 @@ def can_manage_sftp(user: Any) -> bool:
 def sees_health(user: Any) -> bool:
     """The Health page (workers, broker, disk, Connect endpoints): ops and admins."""
     return has_role(user, Role.OPS, Role.ADMIN)
+
+
+def sees_alerts(user: Any) -> bool:
+    """The Alerts page, and one's own alert e-mails: ops and admins (webhooks and other
+    people's subscriptions are settings: admins only)."""
+    return has_role(user, Role.OPS, Role.ADMIN)

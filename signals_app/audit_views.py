@@ -36,6 +36,7 @@ KINDS = [
     ("user.", "Users"),
     ("ssh_key.", "SSH keys"),
     ("sftp.", "SFTP host keys"),
+    ("alerts.", "Alerts"),
 ]
 
 

@@ -16,7 +16,8 @@ from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from signals_app.models import AuditEvent, ImportStatus, SignalImport
+from connectadmin.models import Alert, AppKey
+from signals_app.models import AuditEvent, ImportStatus, SignalImport, audit
 from signals_app.services import upload, validation
 from tests.factories import make_app_key
 
@@ -84,6 +85,11 @@ def test_a_refused_live_send_names_the_import_and_how_to_send_it(
     client.force_login(ops)
     history = client.get("/history").content.decode()
     assert "broken.ndjson" in history and "Ready to send" in history
+    # Whatever ran the command (cron, a pipeline) may not read its error: ops hear of it.
+    alert = Alert.objects.get(topic="import")
+    assert alert.title == f"Import #{signal_import.pk} (broken.ndjson, live): not sent, refused"
+    assert alert.detail.startswith(f"manage.py import_signals: import {signal_import.pk} (")
+    assert "--confirm-skip 1" in alert.detail
 
 
 def test_the_refused_import_is_sent_by_its_id_once_the_skip_is_confirmed(
@@ -132,3 +138,56 @@ def test_import_takes_no_file_and_must_exist(ops: User, one_rejected: Path) -> N
     with pytest.raises(CommandError) as neither:
         run()
     assert "give a FILE" in str(neither.value)
+
+
+# --- a deactivated app key -----------------------------------------------------------
+
+
+def deactivate(key: str, by: User) -> None:
+    app_key = AppKey.objects.get(key=key)
+    app_key.active = False
+    app_key.save(update_fields=["active"])
+    audit(action="appkey.deactivated", actor=by, obj=app_key, key=key)
+
+
+def test_a_deactivated_app_key_is_refused_for_a_new_import_and_nothing_is_made(
+    ops: User, one_rejected: Path, settings: Any
+) -> None:
+    deactivate("shop-key", by=ops)
+    with pytest.raises(CommandError) as refused:
+        run(str(one_rejected), "--app-key", "shop-key")
+    message = str(refused.value)
+    assert refused.value.returncode == 2
+    assert message.startswith("App key shop-key was deactivated by ops on ")
+    assert "An admin can reactivate it in Settings → App keys." in message
+    assert not SignalImport.objects.exists()
+    assert not any(Path(settings.IMPORTS_DIR).glob("*"))
+
+
+def test_an_import_whose_key_was_deactivated_after_upload_is_refused_as_in_the_browser(
+    ops: User, one_rejected: Path, client: Client
+) -> None:
+    with pytest.raises(CommandError):  # kept, validated and unsent: no confirmation
+        run(str(one_rejected), "--app-key", "shop-key", "--live")
+    signal_import = SignalImport.objects.get()
+    deactivate("shop-key", by=ops)
+
+    with pytest.raises(CommandError) as refused:
+        run("--import", str(signal_import.pk), "--confirm-skip", "1")
+    message = str(refused.value)
+    assert refused.value.returncode == 2
+    assert f"import {signal_import.pk} (broken.ndjson) was not sent: App key shop-key was " in (
+        message
+    )
+    assert "Settings → App keys" in message
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.VALIDATED and not signal_import.batches.exists()
+    event = AuditEvent.objects.filter(action="import.send_refused").latest("id")
+    assert "App key shop-key was deactivated by ops" in event.detail["reason"]
+    # The browser's send of the same import says the same.
+    client.force_login(ops)
+    page = client.post(f"/imports/{signal_import.public_id}/send", follow=True)
+    assert event.detail["reason"] in page.content.decode()
+
+    AppKey.objects.filter(key="shop-key").update(active=True)  # reactivated: it goes
+    assert "sending 9 signals" in run("--import", str(signal_import.pk), "--confirm-skip", "1")

@@ -8,6 +8,7 @@ afterwards, so a POST that is allowed changes nothing for the next one."""
 from __future__ import annotations
 
 import gzip
+import socket
 import uuid
 from datetime import time, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
+from connectadmin.models import AlertChannel
 from exports_app.models import ExportFile, ExportJob, ExportSchedule, HostKey, SshKey
 from exports_app.services import fetching
 from signals_app.models import BatchState, ImportStatus
@@ -44,6 +46,8 @@ POST_ONLY = dict.fromkeys(("owner", "other", "ops", "admin"), NOT_ALLOWED)
 RULES: dict[str, tuple[dict[str, str], dict[str, str] | None]] = {
     "home": (EVERYONE, None),
     "health": (OPS_ADMINS, None),
+    "alerts": (OPS_ADMINS, None),
+    "alerts_subscription": (POST_ONLY, OPS_ADMINS),
     "logout": (POST_ONLY, dict.fromkeys(("owner", "other", "ops", "admin"), SIGN_IN)),
     "signals:imports": (EVERYONE, None),
     "signals:import_new": (EXPORTERS, EXPORTERS),
@@ -101,6 +105,12 @@ RULES: dict[str, tuple[dict[str, str], dict[str, str] | None]] = {
     "settings:users": (ADMINS, ADMINS),
     "settings:user_edit": (ADMINS, ADMINS),
     "settings:user_invite_again": (POST_ONLY, ADMINS),
+    "settings:alerts": (ADMINS, ADMINS),
+    "settings:webhook_edit": (ADMINS, ADMINS),
+    "settings:webhook_test": (POST_ONLY, ADMINS),
+    "settings:webhook_active": (POST_ONLY, ADMINS),
+    "settings:webhook_remove": (POST_ONLY, ADMINS),
+    "settings:subscriber_remove": (POST_ONLY, ADMINS),
 }
 
 
@@ -163,6 +173,13 @@ def objects() -> dict[str, Any]:
     host_key = HostKey.objects.create(
         host="127.0.0.1", port=2222, key_type="ssh-ed25519", key_base64="AAAA", fingerprint="x"
     )
+    with socket.socket() as sock:  # a port nothing listens on: the webhook test fails fast
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    webhook = AlertChannel.objects.create(
+        kind="webhook", name="Slack", url=f"http://127.0.0.1:{closed}/hook", url_host="127.0.0.1"
+    )
+    subscriber = AlertChannel.objects.create(kind="email", user=owner)
     return {
         "public_id": signal_import.public_id,
         "number": 1,
@@ -174,6 +191,8 @@ def objects() -> dict[str, Any]:
         "host_key_id": host_key.pk,
         "app_key_id": signal_import.app_key_id,
         "user_id": owner.pk,
+        "webhook_id": webhook.pk,
+        "subscriber_id": subscriber.pk,
     }
 
 

@@ -14,7 +14,8 @@ from django.core import serializers
 from django.core.management import call_command
 from django.test import Client, override_settings
 
-from connectadmin.models import ConnectAccount
+from connectadmin import alerts
+from connectadmin.models import AlertChannel, AlertDelivery, ConnectAccount
 from exports_app.models import SshKey
 from exports_app.services import keys
 from exports_app.sftp_client import load_private_key
@@ -26,6 +27,9 @@ from tests.test_views import make_user
 pytestmark = pytest.mark.django_db
 
 API_KEY = "ck-live-7f3a9e1d55c04b2a8e6f0d9c3b2a1f00"
+# Slack's and Teams' webhook addresses carry their secret in the path.
+WEBHOOK_SECRET = "T0001/B0002/XyZsecretWebhookToken42"
+WEBHOOK_URL = f"http://127.0.0.1:9/services/{WEBHOOK_SECRET}"
 
 
 def private_body(text: str) -> str:
@@ -49,6 +53,13 @@ def test_no_secret_reaches_a_dump_the_logs_or_the_audit_trail(
     web = Client()
     web.force_login(admin)
     web.get("/settings/sftp")
+    # An alert to a webhook that cannot be reached (the error is logged and stored).
+    AlertChannel.objects.create(
+        kind="webhook", name="Slack", url=WEBHOOK_URL, url_host=alerts.url_host(WEBHOOK_URL)
+    )
+    alerts.raise_alert(topic="import", subject="account:1", subject_label="x", title="x")
+    assert alerts.deliver_due() == 0
+    assert AlertDelivery.objects.get().last_error.startswith("the webhook could not be reached")
 
     dump = io.StringIO()
     call_command("dumpdata", "--all", stdout=dump)
@@ -57,10 +68,12 @@ def test_no_secret_reaches_a_dump_the_logs_or_the_audit_trail(
     loaded = [item.object for item in serializers.deserialize("json", dump.getvalue())]
     assert [a.api_key for a in loaded if isinstance(a, ConnectAccount)] == [API_KEY]
     assert [k.private_key for k in loaded if isinstance(k, SshKey)] == [private]
+    assert [c.url for c in loaded if isinstance(c, AlertChannel)] == [WEBHOOK_URL]
     for place, text in (("database dump", dump.getvalue()), ("logs", caplog.text),
                         ("audit trail", audit_text)):  # fmt: skip
         assert API_KEY not in text, f"the API key in the {place}"
         assert private_body(private) not in text, f"the SSH private key in the {place}"
+        assert WEBHOOK_SECRET not in text, f"the webhook's secret address in the {place}"
 
 
 def test_rotation_leaves_every_secret_readable() -> None:
@@ -69,8 +82,10 @@ def test_rotation_leaves_every_secret_readable() -> None:
         account = make_account(api_key=API_KEY)
         key = keys.ssh_key_generate(account=account, user=make_user("ada", "admin"))
         private = SshKey.objects.get(pk=key.pk).private_key
+        channel = AlertChannel.objects.create(kind="webhook", url=WEBHOOK_URL)
     with override_settings(FIELD_ENCRYPTION_KEYS=[new, old]):
         call_command("rotate_encryption_keys", stdout=io.StringIO())
     with override_settings(FIELD_ENCRYPTION_KEYS=[new]):  # the old key dropped
         assert ConnectAccount.objects.get(pk=account.pk).api_key == API_KEY
         assert SshKey.objects.get(pk=key.pk).private_key == private
+        assert AlertChannel.objects.get(pk=channel.pk).url == WEBHOOK_URL

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from connectadmin import alerts
 from exports_app import transfer
 from exports_app.models import ExportFile, ExportJob, JobStatus
 from exports_app.services.keys import account_session
@@ -110,9 +111,12 @@ def file_fetch(*, file_id: int, user: Any = None) -> ExportFile:
             keep_until=now + timedelta(days=settings.EXPORT_ARCHIVE_DAYS),
             removed_at=None,
         )
-        ExportJob.objects.filter(file=export_file).exclude(status=JobStatus.FETCHED).update(
+        fetched = ExportJob.objects.filter(file=export_file).exclude(status=JobStatus.FETCHED)
+        job_ids = list(fetched.values_list("pk", flat=True))
+        ExportJob.objects.filter(pk__in=job_ids).update(
             status=JobStatus.FETCHED, finished_at=now, error_message=""
         )
+        transaction.on_commit(functools.partial(alerts.export_jobs_ended, job_ids))
     audit(
         action="export.fetched",
         actor=user,
@@ -234,9 +238,12 @@ def _signal_type(row: list[str], type_at: int | None, content_at: int | None) ->
 
 def _failed(export_file: ExportFile, reason: str) -> None:
     ExportFile.objects.filter(pk=export_file.pk).update(error=reason)
-    ExportJob.objects.filter(file=export_file, status=JobStatus.FETCHING).update(
+    stopped = ExportJob.objects.filter(file=export_file, status=JobStatus.FETCHING)
+    job_ids = list(stopped.values_list("pk", flat=True))
+    ExportJob.objects.filter(pk__in=job_ids).update(
         status=JobStatus.FAILED,
         error_message=f"Fetching the file failed: {reason}",
         finished_at=timezone.now(),
     )
+    alerts.export_jobs_ended(job_ids)
     audit(action="export.fetch_failed", path=export_file.remote_path, reason=reason)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from connectadmin import alerts
 from exports_app.models import HostKey, HostKeyState
 from exports_app.sftp_client import HostKeyRefused, fingerprint
 from signals_app.models import audit
@@ -37,6 +38,9 @@ def check_host_key(host: str, port: int, key_type: str, key_base64: str) -> None
             port=port,
             approved=approved.fingerprint,
             offered=offered.fingerprint,
+        )
+        alerts.host_key_changed(
+            host=host, port=port, approved=approved.fingerprint, offered=offered.fingerprint
         )
     raise HostKeyRefused(
         f"the SFTP host {host}:{port} offered a different key: {offered.fingerprint}, where "
@@ -81,6 +85,12 @@ def host_key_approve(*, host_key: HostKey, user: object) -> HostKey:
             fingerprint=host_key.fingerprint,
             replaces=[p.fingerprint for p in previous],
         )
+        if previous:  # a change approved: the alert it raised clears
+            transaction.on_commit(
+                lambda: alerts.host_key_approved(
+                    host=host_key.host, port=host_key.port, fingerprint=host_key.fingerprint
+                )
+            )
     return host_key
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from connectadmin import alerts
 from connectadmin.models import ConnectAccount
 from exports_app import rules
 from exports_app.models import ExportJob, ExportSchedule, JobStatus
@@ -116,6 +117,7 @@ def export_submit(
                 error_message=f"{answer.error}: the job may exist at Connect all the same "
                 "(check Data management → Job monitoring there).",
             )
+            alerts.export_jobs_ended([job.pk])
             raise ExportRefused(f"{answer.error}. The job may exist at Connect all the same.")
         message = f"Connect refused the export: {answer.error}"
         if schedule is None:
@@ -124,6 +126,7 @@ def export_submit(
             ExportJob.objects.filter(pk=job.pk).update(
                 status=JobStatus.REFUSED, error_message=message, finished_at=now
             )
+            alerts.export_jobs_ended([job.pk])
         audit(
             action="export.refused",
             actor=user,
@@ -195,4 +198,5 @@ def _record(
     """A scheduled run that did not reach Connect, kept in the history with its reason."""
     job = _job(request, user, schedule, scheduled_for, status)
     ExportJob.objects.filter(pk=job.pk).update(error_message=reason, finished_at=timezone.now())
+    alerts.export_jobs_ended([job.pk])
     return job

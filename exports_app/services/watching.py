@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from connectadmin import alerts
 from exports_app.models import ExportFile, ExportJob, JobStatus
 from exports_app.services import fetching
 from exports_app.services.keys import account_session, connect_for
@@ -106,6 +107,7 @@ def _finish(job: ExportJob, status: str, message: str) -> None:
         status=status, error_message=message, finished_at=timezone.now()
     )
     audit(action=f"export.{status}", job_name=job.job_name, reason=message)
+    alerts.export_jobs_ended([job.pk])
 
 
 def lost_watches(*, now: datetime | None = None) -> list[int]:

@@ -64,6 +64,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
+from connectadmin import alerts
 from connectadmin.roles import SEND_LIVE
 from signals_app.connect_client import MAX_BATCH, ConnectClient, Outcome, SendResult, Timeouts
 from signals_app.models import (
@@ -927,6 +928,7 @@ def _finish(import_id: int, status: str) -> bool:
             failed=signal_import.failed,
             unknown=signal_import.unknown,
         )
+        transaction.on_commit(functools.partial(alerts.import_ended, import_id))
     return True
 
 
@@ -941,6 +943,8 @@ def _give_up(import_id: int, exc: Exception, *, message: str = "") -> None:
         update_counters(import_id=import_id)
     except Exception:
         log.exception("import %s: could not record the failure", import_id)
+        return
+    alerts.import_ended(import_id)
 
 
 # --- ops' and marketers' actions -----------------------------------------------------------

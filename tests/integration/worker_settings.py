@@ -19,3 +19,6 @@ SIGNALS_SEND_BACKOFF_CAP_SECONDS = 0.5
 CONNECT_TIMEOUTS = {**CONNECT_TIMEOUTS, "read": 5}  # noqa: F405
 # Tasks a worker (or beat) sends go to the test's own queue, which its workers consume.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TEST_CELERY_QUEUE", "celery")
+# The alerts watchdog looks only in the tests that ask for it (each worker of every other
+# test would report the workers earlier tests killed).
+ALERT_WATCH_SECONDS = int(os.environ.get("ALERT_WATCH_SECONDS", "0"))

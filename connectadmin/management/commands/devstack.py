@@ -65,6 +65,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         port: int = options["port"]
+        # Links in alert and invitation e-mails lead here unless SITE_URL says otherwise.
+        os.environ.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
         children = self._children(
             port,
             worker=not options["no_worker"],

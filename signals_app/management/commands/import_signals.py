@@ -31,6 +31,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
+from connectadmin import alerts
 from connectadmin.models import AppKey
 from connectadmin.roles import SEND_LIVE
 from signals_app.models import ImportMode, ImportStatus, SignalImport, audit
@@ -182,6 +183,8 @@ class Command(BaseCommand):
                     f"\nIt is kept, validated and unsent. To send it live, skipping the "
                     f"{rejected} rejected signal{'s' if rejected != 1 else ''}: {again}{skip}"
                 )
+        if signal_import.is_live:  # a command run by a scheduler, where nobody reads its error
+            alerts.live_send_refused(signal_import.pk, message)
         self._fail(message, EXIT_BAD_INPUT)
 
     def _user(self, username: str | None) -> User:
