@@ -631,7 +631,8 @@ def _watch_forever() -> None:
             log.exception("the alerts watchdog could not look")
         finally:
             connection.close()
-        if stop.wait(max(1.0, settings.ALERT_WATCH_SECONDS - (time.monotonic() - started))):
+        every = settings.ALERT_WATCH_SECONDS
+        if every <= 0 or stop.wait(max(1.0, every - (time.monotonic() - started))):
             return
 
 

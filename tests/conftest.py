@@ -5,6 +5,7 @@ test with a loud reason; in CI (CI=true) it fails, and any skip fails the run.""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -41,6 +42,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped:
         print(f"\nCI: {skipped} test(s) were skipped; CI runs every test.")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _no_alerts_watchdog(settings: Any) -> Iterator[None]:
+    """A test that fires Celery's beat_init or worker_ready (the heartbeat tests do) would
+    start the alerts watchdog in this process, which would then raise alerts about the test
+    database's workers in the middle of other tests. The watchdog's own tests turn it on."""
+    settings.ALERT_WATCH_SECONDS = 0
+    yield
+    from connectadmin import alerts
+
+    alerts.stop_watchdog()
 
 
 @pytest.fixture(autouse=True)

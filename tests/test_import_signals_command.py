@@ -110,10 +110,12 @@ def test_the_refused_import_is_sent_by_its_id_once_the_skip_is_confirmed(
     assert SignalImport.objects.count() == 1  # sent as it was, not uploaded again
 
 
-def test_confirm_skip_without_a_number_skips_however_many_were_rejected(
-    ops: User, one_rejected: Path
-) -> None:
-    run(str(one_rejected), "--app-key", "shop-key", "--live", "--confirm-skip")
+def test_confirm_skip_needs_the_number_as_the_browser_does(ops: User, one_rejected: Path) -> None:
+    with pytest.raises(CommandError) as no_number:
+        run(str(one_rejected), "--app-key", "shop-key", "--live", "--confirm-skip")
+    assert "--confirm-skip: expected one argument" in str(no_number.value)
+    assert not SignalImport.objects.exists()
+    run(str(one_rejected), "--app-key", "shop-key", "--live", "--confirm-skip", "1")
     signal_import = SignalImport.objects.get()
     assert (signal_import.status, signal_import.confirmed_skip) == (ImportStatus.SENDING, 1)
 

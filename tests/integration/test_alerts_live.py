@@ -53,7 +53,8 @@ def send(signal_import: SignalImport, workers: Workers) -> str:
 def mails(outbox: Path) -> list[tuple[str, str]]:
     """(To, Subject) of every message the worker's file backend wrote."""
     found = []
-    for path in sorted(outbox.glob("*.log")) if outbox.exists() else []:
+    files = sorted(outbox.glob("*.log"), key=lambda path: (path.stat().st_mtime_ns, path.name))
+    for path in files if outbox.exists() else []:
         for chunk in path.read_bytes().split(b"-" * 79):
             if chunk.strip():
                 message = message_from_bytes(chunk.strip())

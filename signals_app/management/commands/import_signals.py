@@ -1,6 +1,6 @@
-"""`python manage.py import_signals FILE --app-key KEY [--live] [--confirm-skip [N]] [--wait]
+"""`python manage.py import_signals FILE --app-key KEY [--live] [--confirm-skip N] [--wait]
 [--user USERNAME]`: the browser's import flow for ops and scripts, through the same services.
-`python manage.py import_signals --import ID [--confirm-skip [N]] [--wait]` sends an import
+`python manage.py import_signals --import ID [--confirm-skip N] [--wait]` sends an import
 made before (validated, not sent yet) instead of uploading a file again.
 
 The file is stored and validated by the validation task; once validated it is sent (test
@@ -8,10 +8,11 @@ unless --live) by the send task. Without --wait the command returns once the sen
 enqueued (or at once, when validation is still running, printing the import's id); with
 --wait it prints progress until every batch has a final state.
 
-A live import with rejected signals is sent only with --confirm-skip: N, the number of
-rejected signals the validation found, or no number to skip however many there are. When
-it is refused the import stays validated and unsent (history: "Ready to send", audit:
-import.send_refused), and the error says how to send it with --import.
+A live import with rejected signals is sent only with --confirm-skip N, N the number of
+rejected signals the validation found, as the browser asks for it: a confirmation of
+"however many" would let a file far worse than expected go live. When it is refused the
+import stays validated and unsent (history: "Ready to send", audit: import.send_refused),
+and the error says how to send it with --import.
 
 Exit status: 0 when every valid signal was accepted, 1 otherwise (rejected signals skipped,
 failed or unknown batches, a refusal), 2 for bad input (no such file, app key, user or
@@ -42,7 +43,6 @@ EXIT_INCOMPLETE = 1
 EXIT_BAD_INPUT = 2
 _VALIDATING = (ImportStatus.UPLOADED, ImportStatus.VALIDATING)
 _DONE = (ImportStatus.COMPLETED, ImportStatus.CANCELLED, ImportStatus.FAILED)
-_ANY = -1  # --confirm-skip without a number: skip however many signals were rejected
 
 
 class Command(BaseCommand):
@@ -64,12 +64,10 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="who sends (default: the first superuser)")
         parser.add_argument(
             "--confirm-skip",
-            nargs="?",
             type=int,
-            const=_ANY,
             metavar="N",
-            help="confirm that the N rejected signals are skipped (needed for a live send; "
-            "without N, however many there are)",
+            help="confirm that the N rejected signals are skipped (a live send of a file with "
+            "rejected signals needs it; a refusal says N and the command to run)",
         )
         parser.add_argument(
             "--timeout", type=float, default=24 * 3600, help="most seconds --wait waits"
@@ -86,8 +84,7 @@ class Command(BaseCommand):
         deadline = time.monotonic() + options["timeout"]
         signal_import = self._wait_validation(signal_import, options, deadline)
 
-        rejected = signal_import.validation_source.rejected
-        confirm = rejected if options["confirm_skip"] == _ANY else options["confirm_skip"]
+        confirm = options["confirm_skip"]
         try:
             signal_import = sending.import_send(
                 signal_import=signal_import, user=user, confirm_skip=confirm
