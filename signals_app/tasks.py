@@ -5,11 +5,19 @@ Work that keeps killing its worker is given up after a few starts (services.deli
 validation reads the file in a child process whose death is the import's verdict, not the
 worker's (services.validation)."""
 
+import logging
+import threading
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
 
 import signals_app.services.fixes as fixes
 import signals_app.services.sending as sending
 import signals_app.services.validation as validation
+from signals_app.validation import scratch
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -33,3 +41,35 @@ def send_import(import_id: int, lane: int | None = None) -> None:
 def resume_stalled_sends() -> None:
     """Every minute (celery beat): re-enqueue sends whose worker died."""
     sending.resume_stalled_sends()
+
+
+# --- scratch folders of validation runs whose process died ---------------------------------
+
+SCRATCH_SWEEP_SECONDS = 600.0
+_sweeping = threading.Event()  # set: stop
+
+
+def _sweep_scratch_forever() -> None:
+    """Each worker sweeps its machine's temp directory (scratch.sweep) as it starts, then
+    every SCRATCH_SWEEP_SECONDS: a pool child killed mid-validation leaves its folders."""
+    while True:
+        try:
+            for path in scratch.sweep():
+                log.info("removed %s: its validation run's process is gone", path)
+        except Exception:
+            log.exception("could not sweep the validation runs' scratch folders")
+        if _sweeping.wait(SCRATCH_SWEEP_SECONDS):
+            return
+
+
+@worker_ready.connect
+def _worker_ready(sender: Any = None, **kwargs: Any) -> None:
+    _sweeping.clear()
+    threading.Thread(
+        target=_sweep_scratch_forever, name="connectadmin-scratch-sweep", daemon=True
+    ).start()
+
+
+@worker_shutdown.connect
+def _worker_shutdown(sender: Any = None, **kwargs: Any) -> None:
+    _sweeping.set()

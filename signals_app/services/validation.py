@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -54,6 +53,7 @@ from signals_app.services.reading import (
 )
 from signals_app.services.records import validation_tier
 from signals_app.services.upload import import_file_path
+from signals_app.validation import scratch
 from signals_app.validation.errors import UnreadableFile
 from signals_app.validation.findings import ERROR, Summary, path_pattern
 from signals_app.validation.processes import (
@@ -129,7 +129,7 @@ def _validate(signal_import: SignalImport) -> None:
     _delete_validation_rows(signal_import)
     path = import_file_path(signal_import)
     size = signal_import.size_bytes or path.stat().st_size
-    with tempfile.TemporaryDirectory(prefix="connectadmin-validate-") as folder:
+    with scratch.folder("validate") as folder:
         job = _read_job(signal_import, path, folder, size)
         counters = ReadCounters()
         reader = Forked(read_import, (job, counters), limits=_limits())

@@ -24,6 +24,7 @@ from typing import IO, Any, Protocol, TypeVar
 
 import orjson
 
+from signals_app.validation import scratch
 from signals_app.validation.engine import check_signal, unwrap
 from signals_app.validation.fastpath import CLEAN, CLEAN_CONTACT_KEY_ONLY, NOT_SURE, FastPath
 from signals_app.validation.findings import ERROR, Code, Finding, Issue, Summary
@@ -319,7 +320,7 @@ def _run_parts(
     The parts write their findings into a folder of this run's, removed with all it holds
     whatever happens: a part that raises or is killed cannot remove its own file."""
     ranges = list(itertools.pairwise(points))
-    folder = tempfile.mkdtemp(prefix="connectadmin-parts-")
+    folder = scratch.make("parts")
     try:
         parts: list[Forked[_PartResult]] = []
         results: list[_PartResult] = []
