@@ -17,6 +17,7 @@ import orjson
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.utils import timezone
 
 from signals_app.connect_client import (
@@ -1056,3 +1057,51 @@ def test_an_orphan_in_an_import_that_stopped_is_settled_by_its_lane_or_the_sweep
     signal_import.refresh_from_db()
     assert signal_import.status == ImportStatus.FAILED
     assert signal_import.unknown == 10
+
+
+# --- the lane's lease where there are no advisory locks (SQLite) ---------------------------
+
+
+@pytest.fixture
+def leases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lease code path whatever the test database (CI runs PostgreSQL): it only asks
+    the connection's vendor."""
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+
+
+def test_a_check_of_the_lane_holds_its_lease_so_no_run_starts_meanwhile(
+    imports_dir: Path, marketer: User, leases: None, settings: Any
+) -> None:
+    settings.SIGNALS_SEND_LANE_WAIT_SECONDS = 0
+    signal_import = validated_import(imports_dir, marketer)
+    quiet_since = timezone.now() - timedelta(seconds=40)
+    SendLane.objects.create(signal_import=signal_import, lane=0, alive_at=quiet_since)
+    with sending._try_run_lock(signal_import.pk, 0) as acquired:
+        assert acquired
+        # A run (a resend's task, the sweep's) trying to start now waits: the check holds it.
+        with sending._lane_run(signal_import.pk, 0) as running:
+            assert not running
+    # Let go as it found it: the lane's quiet, which the sweep reads, is unchanged.
+    lane = SendLane.objects.get(signal_import=signal_import, lane=0)
+    assert (lane.run_id, lane.alive_at) == ("", quiet_since)
+    with sending._lane_run(signal_import.pk, 0) as running:
+        assert running
+        with sending._try_run_lock(signal_import.pk, 0) as acquired:
+            assert not acquired  # a live run's lease: its IN_FLIGHT batches are its own
+        assert sending._run_alive(signal_import.pk, 0)
+    assert not sending._run_alive(signal_import.pk, 0)
+
+
+def test_a_dead_runs_lapsed_lease_lets_its_batches_be_settled(
+    imports_dir: Path, marketer: User, leases: None, settings: Any
+) -> None:
+    settings.SIGNALS_SEND_LANE_QUIET_SECONDS = 30
+    signal_import = validated_import(imports_dir, marketer)
+    SendLane.objects.create(
+        signal_import=signal_import,
+        lane=0,
+        run_id="killed-run",
+        alive_at=timezone.now() - timedelta(seconds=31),
+    )
+    with sending._try_run_lock(signal_import.pk, 0) as acquired:
+        assert acquired

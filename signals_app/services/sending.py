@@ -610,13 +610,23 @@ def _lane_quiet_seconds() -> float:
 @contextlib.contextmanager
 def _try_run_lock(import_id: int, lane: int) -> Iterator[bool]:
     """The lane's lock if no run holds it (True), else nothing (False). On SQLite, without
-    locks, True when no run's lease on the lane is alive (see _lane_run)."""
+    locks, the lane's lease (see _lane_run), taken for the block when no run's lease is
+    alive: a run cannot start on the lane meanwhile (a resend settling its IN_FLIGHT
+    batches would otherwise call UNKNOWN the batch a run just started sending). Let go
+    with the lane's last sign of life left as it was, so the sweep reads the lane's quiet
+    as before."""
     if connection.vendor != "postgresql":
-        lapsed = timezone.now() - timedelta(seconds=_lane_quiet_seconds())
-        held = SendLane.objects.filter(
-            signal_import_id=import_id, lane=lane, alive_at__gte=lapsed
-        ).exclude(run_id="")
-        yield not held.exists()
+        row, _ = SendLane.objects.get_or_create(signal_import_id=import_id, lane=lane)
+        last_alive = SendLane.objects.filter(pk=row.pk).values_list("alive_at", flat=True)[0]
+        holder = f"check-{uuid.uuid4().hex[:26]}"  # run_id holds 32 characters
+        taken = _take_lane(row, holder)
+        try:
+            yield taken
+        finally:
+            if taken:
+                SendLane.objects.filter(pk=row.pk, run_id=holder).update(
+                    run_id="", alive_at=last_alive
+                )
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", _lock_key(import_id, lane))
@@ -1169,9 +1179,7 @@ def resume_stalled_sends(*, now: datetime | None = None) -> list[tuple[int, int]
 def _settle_stopped_imports() -> None:
     """IN_FLIGHT batches of imports no longer SENDING (one lane gave up while another's
     worker then died mid-call, and its task was lost): UNKNOWN once their lane's lock is
-    free. PostgreSQL only: elsewhere no lock tells a dead run from a live one."""
-    if connection.vendor != "postgresql":
-        return
+    free (on SQLite: once the dead run's lease has lapsed)."""
     orphans = (
         ImportBatch.objects.filter(state=BatchState.IN_FLIGHT)
         .exclude(signal_import__status=ImportStatus.SENDING)
@@ -1186,8 +1194,8 @@ def _settle_stopped_imports() -> None:
 
 
 def _run_alive(import_id: int, lane: int) -> bool:
-    """Whether a send run holds the lane's advisory lock (PostgreSQL; False elsewhere).
-    A worker killed with SIGKILL loses its session, and with it the lock."""
+    """Whether a send run holds the lane: its advisory lock on PostgreSQL (a worker killed
+    with SIGKILL loses its session, and with it the lock), its live lease elsewhere."""
     with _try_run_lock(import_id, lane) as acquired:
         return not acquired
 
