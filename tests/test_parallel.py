@@ -544,3 +544,32 @@ def test_a_fork_that_fails_stops_the_parts_started_and_leaks_no_pipe(
     assert _living_children(os.getpid()) == set()  # the first part was killed and reaped
     assert set(os.listdir("/proc/self/fd")) == open_fds
     assert list(temp_folder.iterdir()) == []
+
+
+SURROGATE_MESSAGE = "the record is not valid JSON: it holds a \\u escape of a lone UTF-16 surrogate"
+
+
+@pytest.mark.parametrize("layout", ["ndjson", "array per line", "array on one line", "wrapped"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_lone_surrogate_escape_is_a_syntax_finding_in_every_json_layout(
+    tmp_path: Path, layout: str, workers: int
+) -> None:
+    """Deep in a signal (a custom attribute's value, in a list) as at its top: the escape
+    stands for no character, so the signal is rejected, never sent with a "?" for it."""
+    records = [json.dumps(page_view()).encode() for _ in range(3000)]
+    records[1200] = records[1200].replace(b'"url"', b'"signalCustomAttributes": [{"name": "v", '
+                                          b'"value": "a\\ud800b"}], "url"')  # fmt: skip
+    records[2500] = records[2500].replace(b'"appKey": "', b'"appKey": "\\udfff')
+    body = {
+        "ndjson": b"\n".join(records) + b"\n",
+        "array per line": b"[\n" + b",\n".join(records) + b"\n]\n",
+        "array on one line": b"[" + b",".join(records) + b"]",
+        "wrapped": b'{"signals": [\n' + b",\n".join(records) + b"\n]}\n",
+    }[layout]
+    path = tmp_path / ("signals.ndjson" if layout == "ndjson" else "signals.json")
+    path.write_bytes(body)
+    found: list[Finding] = []
+    summary = validate_file(path, sink=found.append, workers=workers, parallel_min_bytes=1)
+    assert summary.rejected == 2
+    assert [(f.signal, f.code) for f in found] == [(1200, "syntax"), (2500, "syntax")]
+    assert all(f.message.startswith(SURROGATE_MESSAGE) for f in found)
