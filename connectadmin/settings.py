@@ -284,9 +284,9 @@ Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 # Sending to Connect (SPEC §6): batches of at most 500, transient failures retried with
 # exponential backoff and full jitter, honouring Retry-After up to a bound.
 SIGNALS_BATCH_SIZE = env_int("SIGNALS_BATCH_SIZE", 500, minimum=1, maximum=500)
-SIGNALS_SEND_MAX_ATTEMPTS = env_int("SIGNALS_SEND_MAX_ATTEMPTS", 6, minimum=1)
+SIGNALS_SEND_RETRY_BUDGET_SECONDS = env_int("SIGNALS_SEND_RETRY_BUDGET_SECONDS", 1800, minimum=0)
 SIGNALS_SEND_BACKOFF_SECONDS = env_int("SIGNALS_SEND_BACKOFF_MS", 500, minimum=0) / 1000
-SIGNALS_SEND_BACKOFF_CAP_SECONDS = env_int("SIGNALS_SEND_BACKOFF_CAP_MS", 30_000, minimum=0) / 1000
+SIGNALS_SEND_BACKOFF_CAP_SECONDS = env_int("SIGNALS_SEND_BACKOFF_CAP_MS", 120_000, minimum=0) / 1000
 SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS = env_int("SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS", 300)
 # A lane of a send without a live run, quiet for this long, is enqueued again by the
 # sweep (resume_stalled_sends, every 15 s); a run shows life every few seconds.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -225,8 +226,16 @@ def imports_dir(tmp_path: Path, settings: Any) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits asked for, none waited: the retry budget's clock moves by each instead."""
     waits: list[float] = []
-    monkeypatch.setattr(sending, "sleep", waits.append)
+    clock = [time.monotonic()]
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(sending, "sleep", sleep)
+    monkeypatch.setattr(sending, "monotonic", lambda: clock[0])
     return waits
 
 
@@ -416,22 +425,54 @@ def test_retryable_failures_are_retried_with_backoff_then_sent(
     assert sorted(taken) == sorted(f"S-{n}" for n in range(TOTAL) if n not in REJECTED)
 
 
-def test_retryable_failures_are_bounded_then_failed(
-    imports_dir: Path, marketer: User, settings: Any
+def test_retryable_failures_are_retried_for_a_time_not_a_count(
+    imports_dir: Path, marketer: User, settings: Any, _no_waiting: list[float]
 ) -> None:
-    settings.SIGNALS_SEND_MAX_ATTEMPTS = 3
+    """A vendor refusing for longer than the budget fails the batch, after as many
+    attempts as fit in the budget (not six)."""
+    settings.SIGNALS_SEND_RETRY_BUDGET_SECONDS = 300
+    settings.SIGNALS_SEND_BACKOFF_CAP_SECONDS = 30
     signal_import = sending.import_send(
         signal_import=validated_import(imports_dir, marketer), user=marketer
     )
-    client = FakeClient(*[Outcome.RETRYABLE] * 3)
+    client = FakeClient(*[Outcome.RETRYABLE] * 60)
     sending.import_send_run(import_id=signal_import.pk, client=client)
     first = batches(signal_import)[0]
-    assert (first.state, first.attempts, first.http_status) == (BatchState.FAILED, 3, 503)
-    assert "Gave up after 3 attempts" in first.error
+    assert (first.state, first.http_status) == (BatchState.FAILED, 503)
+    assert first.attempts > 6
+    assert sum(_no_waiting[: first.attempts - 1]) <= 300
+    assert f"Gave up after {first.attempts} attempts in " in first.error
+    assert "(the retry budget is 300 s)" in first.error
     signal_import.refresh_from_db()
-    assert (signal_import.status, signal_import.failed, signal_import.sent) == (
-        ImportStatus.COMPLETED, 5, 15
-    )  # fmt: skip
+    assert signal_import.status == ImportStatus.COMPLETED and signal_import.failed >= 5
+
+
+def test_a_one_minute_hiccup_is_waited_out(
+    imports_dir: Path, marketer: User, _no_waiting: list[float]
+) -> None:
+    """Connect answering 503 for a minute, with the default budget: every batch is sent
+    once it answers again; none failed."""
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    back_at = sending.monotonic() + 60
+
+    class Hiccup(FakeClient):
+        def create_signals(
+            self, signals: list[dict[str, Any]], *, body: bytes | None = None
+        ) -> SendResult:
+            if sending.monotonic() < back_at:
+                self.calls.append(signals)
+                return SendResult(Outcome.RETRYABLE, 503, error="Service Unavailable")
+            return super().create_signals(signals, body=body)
+
+    client = Hiccup()
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    ledger = batches(signal_import)
+    assert {batch.state for batch in ledger} == {BatchState.SENT}
+    assert ledger[0].attempts > 6  # six quick attempts would have failed it
+    signal_import.refresh_from_db()
+    assert (signal_import.failed, signal_import.sent) == (0, 20)
 
 
 def test_graphql_errors_fail_the_batch_with_their_message(

@@ -18,8 +18,10 @@ no PgBouncer in transaction mode in front of the app.
 
 Settings (defaults in brackets; tests shrink them):
 - SIGNALS_BATCH_SIZE [500]: signals per createSignals call, never above 500.
-- SIGNALS_SEND_MAX_ATTEMPTS [6]: calls per batch in one run for retryable failures.
-- SIGNALS_SEND_BACKOFF_SECONDS [0.5], SIGNALS_SEND_BACKOFF_CAP_SECONDS [30]: exponential
+- SIGNALS_SEND_RETRY_BUDGET_SECONDS [1800]: how long a batch refused for a passing reason
+  (connect errors, 429, 502, 503: Connect surely did not take it) is tried again, a time
+  and not a count: six quick attempts would turn a one-minute hiccup into failed batches.
+- SIGNALS_SEND_BACKOFF_SECONDS [0.5], SIGNALS_SEND_BACKOFF_CAP_SECONDS [120]: exponential
   backoff with full jitter between them.
 - SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS [300]: the longest `Retry-After` we wait for.
 - SIGNALS_SEND_PREFETCH [4]: batches read and serialised ahead of the one in flight.
@@ -100,6 +102,7 @@ _STATE_OF_OUTCOME = {
 
 # Replaced in unit tests so retries do not wait.
 sleep = time.sleep
+monotonic = time.monotonic  # the retry budget's clock (tests move it with `sleep`)
 
 
 class SignalsClient(Protocol):
@@ -779,16 +782,20 @@ def send_batch(
             f"(found {len(signals)}); nothing was sent.",
         )
         return
-    max_attempts = max(1, int(getattr(settings, "SIGNALS_SEND_MAX_ATTEMPTS", 6)))
-    started = time.monotonic()
+    budget = float(getattr(settings, "SIGNALS_SEND_RETRY_BUDGET_SECONDS", 1800))
+    started = monotonic()
     result: SendResult | None = None
-    for attempt in range(1, max_attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         if not _claim(batch, first_attempt=attempt == 1):
             return  # another run took it, ops changed it, or the import stopped
         result = client.create_signals(signals, body=body)
-        if result.outcome != Outcome.RETRYABLE or attempt == max_attempts:
+        if result.outcome != Outcome.RETRYABLE:
             break
         delay = retry_delay(attempt=attempt, retry_after=result.retry_after)
+        if monotonic() - started + delay > budget:
+            break
         ImportBatch.objects.filter(pk=batch.pk, state=BatchState.IN_FLIGHT).update(
             state=BatchState.PENDING,
             http_status=result.http_status,
@@ -799,15 +806,19 @@ def send_batch(
         sleep(delay)
     assert result is not None
     error = result.error
+    spent = monotonic() - started
     if result.outcome == Outcome.RETRYABLE:
-        error = f"Gave up after {max_attempts} attempts: {error}"
+        error = (
+            f"Gave up after {attempt} attempts in {spent:.0f} s (the retry budget is "
+            f"{budget:.0f} s): {error}"
+        )
     _write_outcome(
         batch,
         _STATE_OF_OUTCOME[result.outcome],
         http_status=result.http_status,
         error=error,
         signal_ids=result.signal_ids,
-        duration_ms=int((time.monotonic() - started) * 1000),
+        duration_ms=int(spent * 1000),
     )
 
 
