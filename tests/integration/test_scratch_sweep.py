@@ -9,7 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import Workers
+
+# The worker writes its heartbeats into the test database: emptied after the test, as
+# every test with real workers does, or later tests would see a stopped worker.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_starting_worker_sweeps_what_dead_validation_runs_left(
