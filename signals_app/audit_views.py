@@ -50,9 +50,20 @@ class AuditFilterForm(forms.Form):
         label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
 
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        start, end = (cleaned or {}).get("start"), (cleaned or {}).get("end")
+        if start and end and start > end:
+            self.add_error("end", "This day is before the From day: no event could match.")
+        return cleaned
+
     def events(self) -> QuerySet[AuditEvent]:
+        """The events the filter asks for; none while it does not read right (every event
+        listed under a filter that says otherwise would be a false answer)."""
         events = AuditEvent.objects.select_related("signal_import").order_by("-created_at", "-id")
-        if not self.is_valid():
+        if self.is_bound and not self.is_valid():
+            return events.none()
+        if not self.is_bound:
             return events
         data = self.cleaned_data
         if data["kind"]:
@@ -91,9 +102,20 @@ def audit_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def audit_csv(request: HttpRequest) -> StreamingHttpResponse:
+def audit_csv(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     _ops_or_admin(request)
-    events = AuditFilterForm(request.GET or None).events()
+    form = AuditFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        problems = "; ".join(
+            f"{form.fields[name].label}: {' '.join(map(str, errors))}"
+            for name, errors in form.errors.items()
+        )
+        return HttpResponse(
+            f"The filter does not read right, so nothing was exported. {problems}\n",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
+    events = form.events()
     response = StreamingHttpResponse(_csv_lines(events), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="connectadmin-audit.csv"'
     return response

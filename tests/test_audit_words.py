@@ -268,3 +268,20 @@ def test_ops_browse_filter_and_download_the_trail_safe_for_spreadsheets(client: 
     assert lines[0].startswith("when (UTC),who,action")
     assert any(",'-2+3,import.cancel," in line for line in lines)  # a formula stays text
     assert not any(",-2+3," in line for line in lines)
+
+
+@pytest.mark.django_db
+def test_a_filter_that_does_not_read_right_lists_nothing_and_says_so(client: Any) -> None:
+    audit(action="import.cancel", actor=make_user("mia", "marketer"))
+    client.force_login(make_user("otto", "ops"))
+    page = client.get("/audit", {"start": "2026-13-45"}).content.decode()
+    assert "Enter a valid date." in page
+    assert "Correct the filter above: nothing is listed until it reads right." in page
+    assert "Asked to cancel the send." not in page  # not every event under a broken filter
+    backwards = client.get("/audit", {"start": "2026-12-04", "end": "2026-12-01"})
+    assert "This day is before the From day: no event could match." in backwards.content.decode()
+    export = client.get("/audit.csv", {"end": "yesterday"})
+    assert export.status_code == 400
+    assert export.content.decode().startswith("The filter does not read right, so nothing was")
+    assert "To: Enter a valid date." in export.content.decode()
+    assert "Asked to cancel" in client.get("/audit", {"start": "2000-01-01"}).content.decode()
