@@ -15,8 +15,7 @@ from django.utils import timezone
 from connectadmin import alerts
 from connectadmin.models import AlertChannel, AlertDelivery, AlertTopic
 from tests.browser.test_every_page import inner_scroll, serious_violations, too_wide
-from tests.browser.test_pages import ARTIFACTS, browser, sign_in  # noqa: F401  (fixtures)
-from tests.browser.test_settings_pages import strict_page  # noqa: F401  (fixture)
+from tests.browser.test_pages import ARTIFACTS, browser, sign_in, strict_page  # noqa: F401
 from tests.test_alerts_pages import SECRET_PATH, http_server
 from tests.test_views import make_user
 

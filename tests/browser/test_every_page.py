@@ -5,7 +5,7 @@ serious or critical violation. Screenshots go to test-artifacts/pages/ (kept by 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from axe_playwright_python.sync_playwright import Axe
 from django.utils import timezone
 
 from signals_app.models import BatchState, ImportStatus
-from tests.browser.test_pages import ARTIFACTS, browser, sign_in  # noqa: F401  (fixtures)
+from tests.browser.test_pages import ARTIFACTS, browser, sign_in, strict_page  # noqa: F401
 from tests.test_views import add_batches, add_rejected, make_import, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -22,22 +22,9 @@ WIDTHS = (1400, 1024, 390)
 
 
 @pytest.fixture
-def page(browser: Any, live_server: Any) -> Iterator[Any]:  # noqa: F811
-    """A page under the app's own Content-Security-Policy (not bypassed): anything the
-    policy refuses shows as a console error, and fails the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=live_server.url)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    refused: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            refused.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    yield page
-    context.close()
-    assert not refused, f"the policy refused: {refused[:3]}"
+def page(strict_page: Any) -> Any:  # noqa: F811
+    """A page under the app's own Content-Security-Policy (not bypassed)."""
+    return strict_page
 
 
 SHOTS = ARTIFACTS / "pages"

@@ -61,6 +61,24 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
+def strict_page(browser: Any, live_server: Any) -> Iterator[Any]:
+    """Under the app's own Content-Security-Policy: anything it refuses fails the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=live_server.url)
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    refused: list[str] = []
+    tab.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    yield tab
+    context.close()
+    assert not refused, f"the policy refused: {refused[:3]}"
+
+
+@pytest.fixture
 def page(browser: Any, live_server: Any) -> Iterator[Any]:
     # bypass_csp: Playwright's wait_for_function evaluates its predicate with eval, which
     # the app's Content-Security-Policy refuses; test_every_page checks the policy itself.

@@ -6,7 +6,6 @@ the marketer then cannot open the settings pages. Screenshots of every settings 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from django.contrib.auth.models import User
 
 from connectadmin.models import AppKey, ConnectAccount
 from tests.browser.test_every_page import inner_scroll, serious_violations, too_wide
-from tests.browser.test_pages import ARTIFACTS, browser, sign_in  # noqa: F401  (fixtures)
+from tests.browser.test_pages import ARTIFACTS, browser, sign_in, strict_page  # noqa: F401
 from tests.browser.test_pages import page as page
 from tests.factories import make_account, make_app_key
 from tests.test_views import make_user
@@ -137,26 +136,8 @@ def test_an_admin_sets_up_a_team_from_an_empty_database(
     assert User.objects.get(username="nina").groups.get().name == "marketer"
 
 
-@pytest.fixture
-def strict_page(browser: Any, live_server: Any) -> Iterator[Any]:  # noqa: F811
-    """Under the app's own Content-Security-Policy: anything it refuses fails the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=live_server.url)
-    context.set_default_timeout(10_000)
-    tab = context.new_page()
-    refused: list[str] = []
-    tab.on(
-        "console",
-        lambda message: (
-            refused.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    yield tab
-    context.close()
-    assert not refused, f"the policy refused: {refused[:3]}"
-
-
 def test_every_settings_page_fits_three_widths_and_has_no_serious_axe_finding(
-    strict_page: Any,
+    strict_page: Any,  # noqa: F811
 ) -> None:
     admin = make_user("ada", "admin")
     make_user("mia", "marketer")
@@ -189,7 +170,7 @@ def test_every_settings_page_fits_three_widths_and_has_no_serious_axe_finding(
 
 
 def test_the_account_form_says_the_connect_user_rule_while_it_is_typed(
-    strict_page: Any,
+    strict_page: Any,  # noqa: F811
 ) -> None:
     make_user("ada", "admin")
     make_account(name="Shop EU")
