@@ -4,6 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from connectadmin.fields import EncryptedTextField
@@ -17,6 +18,9 @@ class Region(models.TextChoices):
     AP_SOUTHEAST_2 = "ap-southeast-2", "Asia Pacific (ap-southeast-2)"
     SANDBOX = "sandbox", "Local sandbox"
 
+
+# The most createSignals calls an account may be sent at once (its own limit is below).
+MAX_BATCHES_IN_FLIGHT = 64
 
 # SPEC §6 "The Connect API itself": one GraphQL host per region.
 REGION_ENDPOINTS = {
@@ -71,6 +75,17 @@ class ConnectAccount(models.Model):
         help_text="Leave blank for the region's SFTP host (port 22).",
     )
     sftp_port = models.PositiveIntegerField("SFTP port", null=True, blank=True)
+    max_batches_in_flight = models.PositiveSmallIntegerField(
+        "Batches in flight at most",
+        default=8,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCHES_IN_FLIGHT)],
+        help_text="How many createSignals calls this account is sent at once, across every "
+        "import and worker (each import also keeps to the app's sending window). Lower it "
+        "if Connect answers “too many requests” often.",
+    )
+    # Connect answered 429 or asked to wait (Retry-After): no batch of any import of this
+    # account is sent before then (signals_app.services.sending).
+    send_paused_until = models.DateTimeField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

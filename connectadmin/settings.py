@@ -288,6 +288,9 @@ SIGNALS_SEND_RETRY_BUDGET_SECONDS = env_int("SIGNALS_SEND_RETRY_BUDGET_SECONDS",
 SIGNALS_SEND_BACKOFF_SECONDS = env_int("SIGNALS_SEND_BACKOFF_MS", 500, minimum=0) / 1000
 SIGNALS_SEND_BACKOFF_CAP_SECONDS = env_int("SIGNALS_SEND_BACKOFF_CAP_MS", 120_000, minimum=0) / 1000
 SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS = env_int("SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS", 300)
+# The sending window: createSignals calls of one import in flight at once, whatever the
+# number of workers (each Connect account also has its own cap, set on its page).
+SIGNALS_SEND_WINDOW = env_int("SIGNALS_SEND_WINDOW", 8, minimum=1, maximum=64)
 # A lane of a send without a live run, quiet for this long, is enqueued again by the
 # sweep (resume_stalled_sends, every 15 s); a run shows life every few seconds.
 SIGNALS_SEND_LANE_QUIET_SECONDS = env_int("SIGNALS_SEND_LANE_QUIET_SECONDS", 30, minimum=5)

@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import User
 
-from connectadmin.models import AppKey, ConnectAccount, default_endpoint
+from connectadmin.models import MAX_BATCHES_IN_FLIGHT, AppKey, ConnectAccount, default_endpoint
 from connectadmin.roles import Role
 from connectadmin.team import active_admins, may_send_live, role_of, send_live_from_role
 
@@ -60,9 +60,24 @@ class AccountForm(CheckedAsTyped, forms.ModelForm[ConnectAccount]):
         "shown again.",
     )
 
+    max_batches_in_flight = forms.IntegerField(
+        label=ConnectAccount._meta.get_field("max_batches_in_flight").verbose_name.capitalize(),
+        required=False,
+        min_value=1,
+        max_value=MAX_BATCHES_IN_FLIGHT,
+        help_text=ConnectAccount._meta.get_field("max_batches_in_flight").help_text,
+    )
+
     class Meta:
         model = ConnectAccount
-        fields = ["name", "region", "graphql_endpoint", "api_key", "connect_user_email"]
+        fields = [
+            "name",
+            "region",
+            "graphql_endpoint",
+            "api_key",
+            "connect_user_email",
+            "max_batches_in_flight",
+        ]
         help_texts = {
             "region": "Decides the Connect API host and the SFTP host of the export files.",
             "connect_user_email": "The Connect user who owns the API key; also the SFTP user "
@@ -72,6 +87,7 @@ class AccountForm(CheckedAsTyped, forms.ModelForm[ConnectAccount]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initial.pop("api_key", None)
+        self.fields["max_batches_in_flight"].initial = self.instance.max_batches_in_flight
         instance = self.instance
         # The region's own host shows as "empty", so a change of region moves it too.
         if (
@@ -108,6 +124,11 @@ class AccountForm(CheckedAsTyped, forms.ModelForm[ConnectAccount]):
         if cleaned is not None and cleaned.get("api_key") == "":
             del cleaned["api_key"]  # absent: the model keeps the stored key
         return cleaned
+
+    def clean_max_batches_in_flight(self) -> int:
+        """Left empty: what the account had (a new one: the default)."""
+        value = self.cleaned_data.get("max_batches_in_flight")
+        return int(value) if value is not None else self.instance.max_batches_in_flight
 
 
 class AppKeyForm(CheckedAsTyped, forms.ModelForm[AppKey]):

@@ -296,6 +296,10 @@ class Sandbox:
             return json_response(200, summary(self.store.conn, limit, with_signals))
         if method == "GET" and path == "/_control/status":
             return json_response(200, self._full_status())
+        if path == "/_control/in-flight" and method in ("GET", "DELETE"):
+            if method == "DELETE":  # the peaks start again from the requests being served
+                self.http.in_flight.reset()
+            return json_response(200, self.http.in_flight.as_dict())
         if path == "/_control/faults":
             if method == "POST":
                 await self._update_faults(_body(request), reset=False)
@@ -386,6 +390,7 @@ class Sandbox:
             **self.status(),
             "accounts": [asdict(a) for a in self.accounts.values()],
             "faults": self.faults.as_dict(),
+            "in_flight": self.http.in_flight.as_dict(),
             "settings": self._settings_view(),
             "clock": {
                 "offset_seconds": self.clock.offset_seconds,

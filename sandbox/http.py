@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -65,10 +66,35 @@ def error_response(status: int, message: str, **kwargs: object) -> Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+class InFlight:
+    """Requests of each API path being served right now (from the whole request read to
+    the answer written, latency and hangs included) and the most seen at once since the
+    last reset: what a client's sending window looks like from the server's side."""
+
+    def __init__(self) -> None:
+        self.now: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+
+    def enter(self, path: str) -> None:
+        self.now[path] += 1
+        self.peak[path] = max(self.peak[path], self.now[path])
+
+    def leave(self, path: str) -> None:
+        self.now[path] -= 1
+
+    def reset(self) -> None:
+        self.peak = Counter({path: n for path, n in self.now.items() if n})
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        paths = sorted(set(self.now) | set(self.peak))
+        return {path: {"now": self.now[path], "peak": self.peak[path]} for path in paths}
+
+
 class HTTPServer:
     def __init__(self, handler: Handler, *, max_body_bytes: int) -> None:
         self.handler = handler
         self.max_body_bytes = max_body_bytes
+        self.in_flight = InFlight()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -135,23 +161,38 @@ class HTTPServer:
             body = await reader.readexactly(length) if length else b""
             split = urlsplit(target)
             request = Request(method, split.path, dict(parse_qsl(split.query)), headers, body)
+            counted = "" if split.path.startswith("/_") else split.path.rstrip("/") or "/"
+            if counted:
+                self.in_flight.enter(counted)
             try:
-                response = await self.handler(request)
-            except Exception:
-                traceback.print_exc(file=sys.stderr)
-                response = error_response(500, "sandbox internal error (see its log)")
-            if response.delay:
-                await asyncio.sleep(response.delay)
-            if response.action == "drop":
-                writer.transport.abort()
-                return
-            if response.action == "hang":
-                await asyncio.sleep(response.hang_seconds)
-                writer.transport.abort()
-                return
-            await self._send(writer, response, keep_alive)
+                if not await self._answer(writer, request, keep_alive):
+                    return
+            finally:
+                if counted:
+                    self.in_flight.leave(counted)
             if not keep_alive:
                 return
+
+    async def _answer(
+        self, writer: asyncio.StreamWriter, request: Request, keep_alive: bool
+    ) -> bool:
+        """Answer one request; False when the connection was dropped instead."""
+        try:
+            response = await self.handler(request)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            response = error_response(500, "sandbox internal error (see its log)")
+        if response.delay:
+            await asyncio.sleep(response.delay)
+        if response.action == "drop":
+            writer.transport.abort()
+            return False
+        if response.action == "hang":
+            await asyncio.sleep(response.hang_seconds)
+            writer.transport.abort()
+            return False
+        await self._send(writer, response, keep_alive)
+        return True
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, response: Response, keep_alive: bool) -> None:

@@ -4,6 +4,7 @@ ledger's rules (with a fake client). The real worker and sandbox: tests/integrat
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -38,7 +39,7 @@ from signals_app.models import (
     SendLane,
     SignalImport,
 )
-from signals_app.services import downloads, sending
+from signals_app.services import downloads, sending, window
 from signals_app.services.errors import ImportRefused
 from signals_app.validation.readers import UnreadableFile
 from tests.factories import make_app_key
@@ -221,6 +222,10 @@ def imports_dir(tmp_path: Path, settings: Any) -> Path:
     settings.IMPORTS_DIR = tmp_path
     settings.SIGNALS_BATCH_SIZE = 5
     settings.SIGNALS_SEND_BACKOFF_SECONDS = 0.01
+    # One call at a time, in the run's own thread: the ledger's rules one batch after the
+    # other (and FakeClient hooks may use the test's database connection). The window of
+    # several calls: the tests under "the sending window".
+    settings.SIGNALS_SEND_WINDOW = 1
     return tmp_path
 
 
@@ -236,6 +241,9 @@ def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     monkeypatch.setattr(sending, "sleep", sleep)
     monkeypatch.setattr(sending, "monotonic", lambda: clock[0])
+    # The account-wide pause is in wall-clock time, which this clock does not move; it
+    # has tests of its own (test_a_429_pauses_every_run_of_the_account).
+    monkeypatch.setattr(sending, "_pause_account", lambda account_id, seconds: None)
     return waits
 
 
@@ -408,43 +416,62 @@ def test_live_import_with_rejected_signals_needs_the_count_confirmed(
 
 
 def test_retryable_failures_are_retried_with_backoff_then_sent(
-    imports_dir: Path, marketer: User, _no_waiting: list[float]
+    imports_dir: Path, marketer: User
 ) -> None:
+    """A batch refused for a passing reason waits its backoff while the next batches go;
+    a 429 with Retry-After holds the whole window until then (Connect spoke to the
+    client, not to the batch)."""
     signal_import = sending.import_send(
         signal_import=validated_import(imports_dir, marketer), user=marketer
     )
     retry_after = SendResult(Outcome.RETRYABLE, 429, error="slow down", retry_after=2.0)
     client = FakeClient(Outcome.RETRYABLE, retry_after)
+    called_at: list[float] = []
+    client.on_call = lambda calls: called_at.append(sending.monotonic())
     sending.import_send_run(import_id=signal_import.pk, client=client)
-    first = batches(signal_import)[0]
-    assert first.state == BatchState.SENT and first.attempts == 3
-    assert len(_no_waiting) == 2
-    assert 2.0 <= _no_waiting[1] <= 2.01  # Retry-After honoured, plus a little jitter
+    first, second, *_ = batches(signal_import)
+    assert (first.state, first.attempts) == (BatchState.SENT, 2)
+    assert (second.state, second.attempts) == (BatchState.SENT, 2)
+    # Retry-After honoured (plus a little jitter): no call at all before it passed.
+    assert called_at[2:] and all(at >= called_at[1] + 2.0 for at in called_at[2:])
     # Every valid signal exactly once in what Connect took.
     taken = [s["sessionId"] for call in client.calls[2:] for s in call]  # the first 2 refused
     assert sorted(taken) == sorted(f"S-{n}" for n in range(TOTAL) if n not in REJECTED)
 
 
 def test_retryable_failures_are_retried_for_a_time_not_a_count(
-    imports_dir: Path, marketer: User, settings: Any, _no_waiting: list[float]
+    imports_dir: Path, marketer: User, settings: Any
 ) -> None:
-    """A vendor refusing for longer than the budget fails the batch, after as many
+    """A vendor refusing for longer than the budget fails each batch, after as many
     attempts as fit in the budget (not six)."""
-    settings.SIGNALS_SEND_RETRY_BUDGET_SECONDS = 300
-    settings.SIGNALS_SEND_BACKOFF_CAP_SECONDS = 30
+    settings.SIGNALS_SEND_RETRY_BUDGET_SECONDS = 120
+    settings.SIGNALS_SEND_BACKOFF_CAP_SECONDS = 10
     signal_import = sending.import_send(
         signal_import=validated_import(imports_dir, marketer), user=marketer
     )
-    client = FakeClient(*[Outcome.RETRYABLE] * 60)
+
+    class Refusing(FakeClient):
+        def create_signals(
+            self, signals: list[dict[str, Any]], *, body: bytes | None = None
+        ) -> SendResult:
+            self.calls.append(signals)
+            return SendResult(Outcome.RETRYABLE, 503, error="Service Unavailable")
+
+    started = sending.monotonic()
+    client = Refusing()
     sending.import_send_run(import_id=signal_import.pk, client=client)
-    first = batches(signal_import)[0]
-    assert (first.state, first.http_status) == (BatchState.FAILED, 503)
-    assert first.attempts > 6
-    assert sum(_no_waiting[: first.attempts - 1]) <= 300
-    assert f"Gave up after {first.attempts} attempts in " in first.error
-    assert "(the retry budget is 300 s)" in first.error
+    ledger = batches(signal_import)
+    assert len(client.calls) == sum(batch.attempts for batch in ledger)
+    for batch in ledger:
+        assert (batch.state, batch.http_status) == (BatchState.FAILED, 503)
+        assert batch.attempts > 6
+        spent = re.search(rf"Gave up after {batch.attempts} attempts in (\d+) s", batch.error)
+        assert spent is not None and int(spent[1]) <= 120
+        assert "(the retry budget is 120 s)" in batch.error
+    # The batches of a lane waited side by side (lanes run one after the other here).
+    assert sending.monotonic() - started <= (120 + 10) * sending.send_lanes()
     signal_import.refresh_from_db()
-    assert signal_import.status == ImportStatus.COMPLETED and signal_import.failed >= 5
+    assert signal_import.status == ImportStatus.COMPLETED and signal_import.failed == 20
 
 
 def test_a_one_minute_hiccup_is_waited_out(
@@ -891,6 +918,7 @@ def lane_lock_held(import_id: int, lane: int) -> Iterator[None]:
 def two_lane_import(imports_dir: Path, user: User, settings: Any) -> SignalImport:
     _needs_postgresql()
     settings.SIGNALS_SEND_LANES = 2
+    settings.SIGNALS_SEND_WINDOW = 2  # one call at a time in each lane
     signal_import = sending.import_send(
         signal_import=validated_import(imports_dir, user), user=user
     )
@@ -1045,17 +1073,21 @@ def test_a_batch_waiting_out_a_retry_is_not_sent_once_the_import_is_cancelled(
     )
 
     def cancel_and_close_meanwhile(delay: float) -> None:
-        sending.import_cancel(signal_import=signal_import, user=marketer)
-        assert sending._finish(signal_import.pk, ImportStatus.CANCELLED)
+        if SignalImport.objects.get(pk=signal_import.pk).status == ImportStatus.SENDING:
+            sending.import_cancel(signal_import=signal_import, user=marketer)
+            assert sending._finish(signal_import.pk, ImportStatus.CANCELLED)
 
     monkeypatch.setattr(sending, "sleep", cancel_and_close_meanwhile)
     client = FakeClient(Outcome.RETRYABLE)
     sending.import_send_run(import_id=signal_import.pk, client=client)
-    assert len(client.calls) == 1  # the retryable attempt only
+    # The refused attempt, then the lane's other batches while the first waited; the run
+    # waits only once nothing else is left, and then the cancel comes.
+    in_lane = sum(1 for batch in batches(signal_import) if batch.lane == 0)
+    assert len(client.calls) == in_lane
     signal_import.refresh_from_db()
     assert signal_import.status == ImportStatus.CANCELLED
     assert batches(signal_import)[0].state == BatchState.PENDING
-    assert signal_import.sent == 0
+    assert signal_import.sent == 5 * (in_lane - 1)
 
 
 def test_a_lane_stops_after_its_batch_when_another_lane_gave_up(
@@ -1146,3 +1178,220 @@ def test_a_dead_runs_lapsed_lease_lets_its_batches_be_settled(
     )
     with sending._try_run_lock(signal_import.pk, 0) as acquired:
         assert acquired
+
+
+# --- the sending window: several calls in flight -------------------------------------------
+
+_real_pause_account = sending._pause_account  # the fixture above stands one in
+
+
+class WindowClient(FakeClient):
+    """Answers after `seconds` (real time) from the pool's threads, counting the calls in
+    flight at once; `answers` maps a call number (1-based) to its answer."""
+
+    def __init__(self, seconds: float = 0.02, answers: dict[int, SendResult] | None = None):
+        super().__init__()
+        self.seconds = seconds
+        self.answers = answers or {}
+        self.lock = threading.Lock()
+        self.now = self.peak = 0
+        self.started_at: list[float] = []
+
+    def create_signals(
+        self, signals: list[dict[str, Any]], *, body: bytes | None = None
+    ) -> SendResult:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            self.calls.append(signals)
+            number = len(self.calls)
+            self.started_at.append(sending.monotonic())
+        try:
+            time.sleep(self.seconds)
+            if number in self.answers:
+                return self.answers[number]
+            return SendResult(Outcome.SENT, 200, [f"id-{s['sessionId']}" for s in signals])
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+@pytest.fixture
+def one_batch_per_signal(imports_dir: Path, settings: Any) -> None:
+    settings.SIGNALS_BATCH_SIZE = 1
+    settings.SIGNALS_SEND_LANES = 1
+
+
+def test_a_window_keeps_its_calls_in_flight_and_sends_every_signal_once(
+    imports_dir: Path, marketer: User, settings: Any, one_batch_per_signal: None
+) -> None:
+    settings.SIGNALS_SEND_WINDOW = 3
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    client = WindowClient()
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert client.peak == 3
+    assert sorted(client.sent_sessions()) == sorted(
+        f"S-{n}" for n in range(TOTAL) if n not in REJECTED
+    )
+    ledger = batches(signal_import)
+    assert {batch.state for batch in ledger} == {BatchState.SENT}
+    assert all(batch.signal_ids == [f"id-S-{batch.first_signal}"] for batch in ledger)
+    signal_import.refresh_from_db()
+    assert (signal_import.status, signal_import.sent) == (ImportStatus.COMPLETED, 20)
+
+
+def other_import_in_flight(signal_import: SignalImport, user: User, batches: int) -> None:
+    """Another import of the same Connect account with `batches` calls in flight."""
+    other = SignalImport.objects.create(
+        created_by=user,
+        app_key=make_app_key(account=signal_import.app_key.account),
+        status=ImportStatus.SENDING,
+        original_name="other.ndjson",
+        stored_name=f"{uuid.uuid4().hex}.ndjson",
+    )
+    ImportBatch.objects.bulk_create(
+        ImportBatch(signal_import=other, number=n, first_signal=n, last_signal=n, size=1,
+                    state=BatchState.IN_FLIGHT)
+        for n in range(batches)
+    )  # fmt: skip
+
+
+def test_the_accounts_cap_holds_across_its_imports(
+    imports_dir: Path, marketer: User, settings: Any, one_batch_per_signal: None
+) -> None:
+    """Another import of the account has 2 calls in flight and the account takes 3 at
+    once: this import's window of 8 sends one at a time."""
+    settings.SIGNALS_SEND_WINDOW = 8
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    account = signal_import.app_key.account
+    account.max_batches_in_flight = 3
+    account.save()
+    other_import_in_flight(signal_import, marketer, 2)
+    client = WindowClient()
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert client.peak == 1
+    assert len(client.sent_sessions()) == 20
+    signal_import.refresh_from_db()
+    assert (signal_import.status, signal_import.sent) == (ImportStatus.COMPLETED, 20)
+
+
+def test_a_claim_keeps_to_the_import_window_the_account_cap_and_a_pause(
+    imports_dir: Path, marketer: User, settings: Any
+) -> None:
+    settings.SIGNALS_SEND_WINDOW = 2
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    account = signal_import.app_key.account
+    first, second, third, fourth = batches(signal_import)
+
+    def claim(batch: ImportBatch) -> Any:
+        return sending._claim(batch, first_attempt=True, account_id=account.pk, window=2)
+
+    assert claim(first) is sending._Claim.TAKEN
+    assert claim(first) is sending._Claim.GONE  # already IN_FLIGHT
+    assert claim(second) is sending._Claim.TAKEN
+    assert claim(third) is sending._Claim.FULL  # the import's window of 2
+    sending._write_outcome(first, BatchState.SENT)
+    account.max_batches_in_flight = 2
+    account.save()
+    other_import_in_flight(signal_import, marketer, 1)
+    assert claim(third) is sending._Claim.FULL  # the account's 2: one here, one elsewhere
+    account.max_batches_in_flight = 3
+    account.save()
+    _real_pause_account(account.pk, 30)
+    assert claim(third) is sending._Claim.FULL  # Connect asked this account to wait
+    account.refresh_from_db()
+    assert account.send_paused_until is not None
+    assert 29 < (account.send_paused_until - timezone.now()).total_seconds() <= 30
+    _real_pause_account(account.pk, 5)  # a shorter pause never cuts a longer one short
+    account.refresh_from_db()
+    assert (account.send_paused_until - timezone.now()).total_seconds() > 29
+    account.send_paused_until = timezone.now() - timedelta(seconds=1)
+    account.save()
+    assert claim(third) is sending._Claim.TAKEN
+    sending.import_cancel(signal_import=signal_import, user=marketer)
+    assert claim(fourth) is sending._Claim.STOPPED
+
+
+def test_a_429_holds_the_whole_window_and_pauses_the_account(
+    imports_dir: Path,
+    marketer: User,
+    settings: Any,
+    one_batch_per_signal: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.SIGNALS_SEND_WINDOW = 4
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    paused: list[tuple[int, float]] = []
+    monkeypatch.setattr(sending, "_pause_account", lambda *args: paused.append(args))
+    slow_down = SendResult(Outcome.RETRYABLE, 429, error="Too Many Requests", retry_after=5.0)
+    client = WindowClient(answers={3: slow_down})
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    refused_at = client.started_at[2]
+    # The calls already on their way when the 429 came (at most the window) go on;
+    # no call starts afterwards until the 5 seconds have passed.
+    later = client.started_at[3:]
+    early = [at for at in later if at < refused_at + 5.0]
+    assert len(early) <= 3 and all(at == refused_at for at in early)
+    assert [account for account, _ in paused] == [signal_import.app_key.account_id]
+    assert 5.0 <= paused[0][1] <= 5.01
+    assert len(client.sent_sessions()) == 21  # 20, one of them twice: refused, then sent
+    signal_import.refresh_from_db()
+    assert (signal_import.status, signal_import.sent) == (ImportStatus.COMPLETED, 20)
+
+
+def test_pace_halves_on_a_slow_down_and_grows_back_one_by_one() -> None:
+    pace = window.Pace(8)
+    pace.slow_down(until=10.0)
+    assert (pace.size, pace.paused(9.9), pace.paused(10.0)) == (4, True, False)
+    pace.slow_down(until=5.0)  # an earlier end never shortens the pause
+    assert (pace.size, pace.paused_until) == (2, 10.0)
+    for _ in range(2):
+        pace.accepted()
+    assert pace.size == 3
+    for _ in range(3 + 4 + 5 + 6 + 7):
+        pace.accepted()
+    assert pace.size == 8
+    pace.accepted()
+    assert pace.size == 8
+
+
+def test_a_cancel_stops_the_window_at_once_while_it_waits_out_a_retry(
+    imports_dir: Path,
+    marketer: User,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    _no_waiting: list[float],
+) -> None:
+    """Connect said wait a minute; the marketer cancels meanwhile: the run notices within
+    a poll (not after the minute) and starts no call."""
+    settings.SIGNALS_SEND_WINDOW = 2
+    settings.SIGNALS_SEND_LANES = 1
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    real_sleep = sending.sleep
+
+    def cancel_while_waiting(seconds: float) -> None:
+        if not SignalImport.objects.get(pk=signal_import.pk).cancel_requested:
+            sending.import_cancel(signal_import=signal_import, user=marketer)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(sending, "sleep", cancel_while_waiting)
+    wait = SendResult(Outcome.RETRYABLE, 429, error="Too Many Requests", retry_after=60.0)
+    client = WindowClient(answers={1: wait})
+    started = sending.monotonic()
+    sending.import_send_run(import_id=signal_import.pk, client=client)
+    assert sending.monotonic() - started < 1.0
+    assert len(client.calls) == 2  # the window's two, before the 429 came back
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.CANCELLED
+    states = sorted(batch.state for batch in batches(signal_import))
+    assert states == [BatchState.PENDING] * 3 + [BatchState.SENT]

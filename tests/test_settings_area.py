@@ -131,6 +131,26 @@ def test_the_nav_link_shows_for_admins_only(client: Client) -> None:
 # --- Connect accounts --------------------------------------------------------------------
 
 
+def test_an_accounts_batches_in_flight_are_set_on_its_form(client: Client, admin: User) -> None:
+    """The cap of createSignals calls at once for the account (SPEC §6, the sending
+    window): 8 unless set, kept when the field is left empty, 1 to 64."""
+    assert client.post("/settings/accounts/new", account_data()).status_code == 302
+    account = ConnectAccount.objects.get(name="Shop EU")
+    assert account.max_batches_in_flight == 8
+    edit = f"/settings/accounts/{account.pk}"
+    page = client.get(edit).content.decode()
+    assert 'name="max_batches_in_flight"' in page and 'value="8"' in page
+    for wrong in ("0", "65", "many"):
+        response = client.post(edit, {**account_data(), "max_batches_in_flight": wrong})
+        assert response.status_code == 400, wrong
+    assert client.post(edit, {**account_data(), "max_batches_in_flight": "3"}).status_code == 302
+    account.refresh_from_db()
+    assert account.max_batches_in_flight == 3
+    assert client.post(edit, {**account_data(), "max_batches_in_flight": ""}).status_code == 302
+    account.refresh_from_db()
+    assert account.max_batches_in_flight == 3
+
+
 def test_a_new_account_stores_its_key_encrypted_and_never_shows_it(
     client: Client, admin: User
 ) -> None:

@@ -24,7 +24,10 @@ Settings (defaults in brackets; tests shrink them):
 - SIGNALS_SEND_BACKOFF_SECONDS [0.5], SIGNALS_SEND_BACKOFF_CAP_SECONDS [120]: exponential
   backoff with full jitter between them.
 - SIGNALS_SEND_RETRY_AFTER_MAX_SECONDS [300]: the longest `Retry-After` we wait for.
-- SIGNALS_SEND_PREFETCH [4]: batches read and serialised ahead of the one in flight.
+- SIGNALS_SEND_WINDOW [8]: createSignals calls of one import in flight at once, across its
+  lanes and workers (services.window); each Connect account's `max_batches_in_flight`
+  bounds all its imports together. A 429 or a Retry-After pauses the account's every run.
+- SIGNALS_SEND_PREFETCH [4]: batches read and serialised ahead (at least the window).
 - SIGNALS_SEND_LANES [2]: send runs per import at once (at most 8; 1 on SQLite).
 - SIGNALS_SEND_REFRESH_SECONDS [0.5]: how often a run refreshes the import's counters
   while it sends; always again when it stops.
@@ -42,6 +45,7 @@ Settings (defaults in brackets; tests shrink them):
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import itertools
 import logging
@@ -52,6 +56,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent import futures
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -63,10 +69,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Exists, F, Q, Sum
 from django.utils import timezone
 
 from connectadmin import alerts
+from connectadmin.models import ConnectAccount
 from connectadmin.roles import SEND_LIVE
 from signals_app.connect_client import MAX_BATCH, ConnectClient, Outcome, SendResult, Timeouts
 from signals_app.models import (
@@ -78,6 +85,7 @@ from signals_app.models import (
     SignalImport,
     audit,
 )
+from signals_app.services import window
 from signals_app.services.deliveries import SEND, GaveUp, clear_starts, counted_start
 from signals_app.services.downloads import iter_valid_records
 from signals_app.services.errors import ImportRefused
@@ -650,19 +658,24 @@ class _Prepared:
 
 
 _DONE = object()
+_NOT_READY = object()
 _SWITCH_INTERVAL = 0.0005  # seconds; see _send_batches
+_STATE_POLL_SECONDS = 0.25  # how often a waiting run reads the import's status and cancel
+_FULL_RETRY_SECONDS = 0.1  # how soon a claim refused by a full window is tried again
+_ACCOUNT_LOCK_NAMESPACE = 0x5341  # pg advisory xact lock class for claims ("SA")
 
 
 class _Prefetch:
     """Batches read, turned into createSignals bodies and serialised by a thread, at most
-    `depth` ahead of the sender: batch k+1 is prepared while batch k is in flight. The
-    thread only reads the file; every ledger write stays with the sender."""
+    `depth` ahead of the sender: the next batches are prepared while others are in flight.
+    The thread only reads the file; every ledger write stays with the sender."""
 
     def __init__(self, to_send: _FileToSend, pending: list[ImportBatch], depth: int) -> None:
         self._to_send = to_send
         self._pending = pending
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
+        self._finished = False
         self._thread = threading.Thread(target=self._run, name="send-prefetch", daemon=True)
         self._thread.start()
 
@@ -688,18 +701,37 @@ class _Prefetch:
             return
         self._put(_DONE)
 
-    def __iter__(self) -> Iterator[_Prepared]:
-        while True:
-            item = self._queue.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+    @property
+    def finished(self) -> bool:
+        """Every batch was handed out."""
+        return self._finished
+
+    def take(self, timeout: float) -> _Prepared | None:
+        """The next batch prepared, waiting up to `timeout` seconds for it; None when none
+        is ready yet or all were handed out (see `finished`)."""
+        if self._finished:
+            return None
+        try:
+            item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if item is _DONE:
+            self._finished = True
+            return None
+        if isinstance(item, BaseException):
+            self._finished = True
+            raise item
+        assert isinstance(item, _Prepared)
+        return item
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def send_window() -> int:
+    """Calls of one import in flight at once, across its lanes (SIGNALS_SEND_WINDOW)."""
+    return max(1, int(getattr(settings, "SIGNALS_SEND_WINDOW", 8)))
 
 
 def _send_batches(
@@ -709,43 +741,241 @@ def _send_batches(
     *,
     on_progress: Callable[[], None] | None = None,
 ) -> None:
-    """Send these batches in order, reading the file once from the first of them; return
-    early when a cancel was asked (after the current batch)."""
+    """Send these batches, reading the file once from the first of them, with up to the
+    sending window's calls in flight. Returns once every one is settled, or when the
+    import stops (a cancel, another lane giving up): then no new call is made, and the
+    calls already in flight are waited for and their outcomes written."""
     to_send = _FileToSend.of(signal_import, from_signal=pending[0].first_signal)
-    depth = int(getattr(settings, "SIGNALS_SEND_PREFETCH", 4))
-    interval = float(getattr(settings, "SIGNALS_SEND_REFRESH_SECONDS", 0.5))
-    refresh_at = time.monotonic() + interval
+    # The import's window is shared by its lanes (each claim checks the whole); a lane's
+    # run keeps its share of it going.
+    lanes = len(_lanes_of(signal_import.pk))
+    size = -(-send_window() // lanes)
+    depth = max(int(getattr(settings, "SIGNALS_SEND_PREFETCH", 4)), size)
     # The prefetch thread is CPU-bound: with the default 5 ms switch interval the sender,
     # back from each socket or database wait, would queue that long for the GIL.
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(min(switch_interval, _SWITCH_INTERVAL))
     prefetch = _Prefetch(to_send, pending, depth)
+    calls = window.executor(size)
+    run = _WindowRun(signal_import, client, size, on_progress=on_progress)
     try:
-        for prepared in prefetch:
-            send_batch(
-                batch=prepared.batch,
-                signals=prepared.signals,
-                client=client,
-                body=prepared.body or None,
-            )
-            if on_progress is not None:
-                on_progress()
-            # The counters (an aggregate over the ledger, also the run's heartbeat)
-            # every `interval` seconds rather than after every batch; the ledger is
-            # still written before and after each call, and the import's status and
-            # cancel flag (one indexed row) still read after each batch: a cancel, or
-            # another lane giving up, stops the run after the current batch.
-            now = time.monotonic()
-            if now >= refresh_at:
-                refresh_at = now + interval
-                update_counters(import_id=signal_import.pk)
-            status, cancel = _run_state(signal_import.pk)
-            if cancel or status != ImportStatus.SENDING:
-                break
+        run.send(prefetch, calls)
     finally:
         prefetch.close()
+        calls.shutdown(wait=True)  # after an error: the calls in flight end by their timeouts
         sys.setswitchinterval(switch_interval)
     update_counters(import_id=signal_import.pk)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """A batch on its way: its prepared request, and its attempts in this run."""
+
+    prepared: _Prepared
+    calls: int = 0
+    started: float = 0.0  # `monotonic()` of the first call
+    due: float = 0.0  # when it may be tried again, after a passing refusal
+
+    @property
+    def batch(self) -> ImportBatch:
+        return self.prepared.batch
+
+
+class _Claim(enum.Enum):
+    TAKEN = "taken"
+    STOPPED = "stopped"  # the import is no longer sending, or a cancel was asked
+    GONE = "gone"  # the batch is no longer PENDING: another run took it, or ops changed it
+    FULL = "full"  # the import's or the account's window is full, or Connect said wait
+
+
+class _WindowRun:
+    """One run of the window loop over a list of batches (see `_send_batches`)."""
+
+    def __init__(
+        self,
+        signal_import: SignalImport,
+        client: SignalsClient,
+        size: int,
+        *,
+        on_progress: Callable[[], None] | None,
+    ) -> None:
+        self.import_id = signal_import.pk
+        self.account_id = signal_import.app_key.account_id
+        self.client = client
+        self.size = size
+        self.pace = window.Pace(size)
+        self.on_progress = on_progress
+        self.budget = float(getattr(settings, "SIGNALS_SEND_RETRY_BUDGET_SECONDS", 1800))
+        self.in_flight: dict[Future[SendResult], _Attempt] = {}
+        self.waiting: list[_Attempt] = []  # refused for a passing reason, by due time
+        self.held: _Attempt | None = None  # read but not claimed: the window was full
+        self.held_until = 0.0
+        self.stopping = False
+        self.refresh_every = float(getattr(settings, "SIGNALS_SEND_REFRESH_SECONDS", 0.5))
+        self.refresh_at = monotonic() + self.refresh_every
+        self.polled_at = monotonic()
+
+    def send(self, prefetch: _Prefetch, calls: Executor) -> None:
+        while True:
+            if not self.stopping:
+                self._start_calls(prefetch, calls)
+            if not self.in_flight and (self.stopping or self._all_handed_out(prefetch)):
+                return
+            slept = self._wait_a_little(prefetch)
+            self._poll(now=slept)
+
+    def _all_handed_out(self, prefetch: _Prefetch) -> bool:
+        return prefetch.finished and not self.waiting and self.held is None
+
+    def _start_calls(self, prefetch: _Prefetch, calls: Executor) -> None:
+        """Claim and start calls while the window has room and nobody said wait."""
+        while len(self.in_flight) < self.pace.size and not self.pace.paused(monotonic()):
+            attempt = self._next(prefetch)
+            if attempt is None:
+                return
+            claim = _claim(
+                attempt.batch,
+                first_attempt=attempt.calls == 0,
+                account_id=self.account_id,
+                window=send_window(),
+            )
+            if claim is _Claim.STOPPED:
+                self._hold(attempt, 0.0)
+                self.stopping = True
+                return
+            if claim is _Claim.GONE:
+                continue
+            if claim is _Claim.FULL:
+                self._hold(attempt, monotonic() + _FULL_RETRY_SECONDS)
+                return
+            if attempt.calls == 0:
+                attempt.started = monotonic()
+            attempt.calls += 1
+            prepared = attempt.prepared
+            future = calls.submit(
+                self.client.create_signals, prepared.signals, body=prepared.body or None
+            )
+            self.in_flight[future] = attempt
+
+    def _next(self, prefetch: _Prefetch) -> _Attempt | None:
+        """The batch to start next: the one held back, else the earliest retry that is
+        due, else the next one read (waiting briefly for it only when nothing is in
+        flight). None when there is nothing to start now."""
+        now = monotonic()
+        if self.held is not None:
+            if now < self.held_until:
+                return None
+            attempt, self.held = self.held, None
+            return attempt
+        if self.waiting and self.waiting[0].due <= now:
+            return self.waiting.pop(0)
+        while True:
+            prepared = prefetch.take(timeout=0.0 if self.in_flight else 0.05)
+            if prepared is None:
+                return None
+            if len(prepared.signals) == prepared.batch.size:
+                return _Attempt(prepared)
+            _write_outcome(
+                prepared.batch,
+                BatchState.FAILED,
+                from_states=(BatchState.PENDING,),
+                error=f"The stored file no longer gives this batch's {prepared.batch.size} "
+                f"signals (found {len(prepared.signals)}); nothing was sent.",
+            )
+
+    def _hold(self, attempt: _Attempt, until: float) -> None:
+        self.held, self.held_until = attempt, until
+
+    def _wait_a_little(self, prefetch: _Prefetch) -> bool:
+        """Until a call ends, a retry is due, the pause ends, or it is time to poll; True
+        when the run only waited (nothing in flight)."""
+        now = monotonic()
+        wake = [now + _STATE_POLL_SECONDS]
+        if self.pace.paused(now):
+            wake.append(self.pace.paused_until)
+        elif len(self.in_flight) < self.pace.size:  # room: a retry or a held batch may go
+            wake.extend(attempt.due for attempt in self.waiting[:1])
+            if self.held is not None:
+                wake.append(self.held_until)
+        timeout = max(0.0, min(wake) - now)
+        if self.in_flight:
+            done, _ = futures.wait(
+                self.in_flight, timeout=timeout, return_when=futures.FIRST_COMPLETED
+            )
+            for future in done:
+                self._settle(self.in_flight.pop(future), future.result())
+            return False
+        # Nothing in flight: the next batch read is taken at once (the read waits for it),
+        # unless the run is held back — then wait here, with the run's clock.
+        if self.held is None and not self.pace.paused(now) and not prefetch.finished:
+            return False
+        if timeout > 0:
+            sleep(timeout)
+        return True
+
+    def _settle(self, attempt: _Attempt, result: SendResult) -> None:
+        batch = attempt.batch
+        if result.outcome == Outcome.RETRYABLE:
+            delay = retry_delay(attempt=attempt.calls, retry_after=result.retry_after)
+            if monotonic() - attempt.started + delay <= self.budget:
+                self._retry_later(attempt, result, delay)
+                return
+        spent = monotonic() - attempt.started
+        error = result.error
+        if result.outcome == Outcome.RETRYABLE:
+            error = (
+                f"Gave up after {attempt.calls} attempts in {spent:.0f} s (the retry budget "
+                f"is {self.budget:.0f} s): {error}"
+            )
+        _write_outcome(
+            batch,
+            _STATE_OF_OUTCOME[result.outcome],
+            http_status=result.http_status,
+            error=error,
+            signal_ids=result.signal_ids,
+            duration_ms=int(spent * 1000),
+        )
+        if result.outcome == Outcome.SENT:
+            self.pace.accepted()
+        if self.on_progress is not None:
+            self.on_progress()
+
+    def _retry_later(self, attempt: _Attempt, result: SendResult, delay: float) -> None:
+        """Back to PENDING until it is due (a crash meanwhile resends nothing twice)."""
+        batch = attempt.batch
+        ImportBatch.objects.filter(pk=batch.pk, state=BatchState.IN_FLIGHT).update(
+            state=BatchState.PENDING,
+            http_status=result.http_status,
+            error=f"attempt {attempt.calls}: {result.error}; retrying in {delay:.1f} s",
+        )
+        log.info("batch %s: %s; retrying in %.1f s", batch.pk, result.error, delay)
+        now = monotonic()
+        attempt.due = now + delay
+        self.waiting.append(attempt)
+        self.waiting.sort(key=lambda waiting: (waiting.due, waiting.batch.number))
+        if result.http_status == 429 or result.retry_after is not None:
+            # Connect spoke to the client: the whole window waits, here and in every run
+            # sending to this account.
+            self.pace.slow_down(until=now + delay)
+            _pause_account(self.account_id, delay)
+        _heartbeat(self.import_id)
+
+    def _poll(self, *, now: bool) -> None:
+        """The import's status and cancel flag (one indexed row) every few tenths of a
+        second, and its counters (an aggregate over the ledger, also the run's heartbeat)
+        every SIGNALS_SEND_REFRESH_SECONDS; the status `now` too (after a wait). Every
+        claim checks the status as well, so no call starts after a cancel; this notices it
+        while the run only waits."""
+        clock = monotonic()
+        if clock >= self.refresh_at:
+            self.refresh_at = clock + self.refresh_every
+            update_counters(import_id=self.import_id)
+        if self.stopping or (not now and clock - self.polled_at < _STATE_POLL_SECONDS):
+            return
+        self.polled_at = clock
+        status, cancel = _run_state(self.import_id)
+        if cancel or status != ImportStatus.SENDING:
+            self.stopping = True
 
 
 def group_into_batches(
@@ -770,56 +1000,22 @@ def send_batch(
     client: SignalsClient,
     body: bytes | None = None,
 ) -> None:
-    """One batch through its ledger states. Retryable failures (nothing was taken) go back
-    to PENDING between attempts, so a crash while waiting resends nothing twice. `body`,
-    when given, is these signals' request already serialised (ConnectClient.body)."""
-    if len(signals) != batch.size:
-        _write_outcome(
-            batch,
-            BatchState.FAILED,
-            from_states=(BatchState.PENDING,),
-            error=f"The stored file no longer gives this batch's {batch.size} signals "
-            f"(found {len(signals)}); nothing was sent.",
-        )
-        return
-    budget = float(getattr(settings, "SIGNALS_SEND_RETRY_BUDGET_SECONDS", 1800))
-    started = monotonic()
-    result: SendResult | None = None
-    attempt = 0
-    while True:
-        attempt += 1
-        if not _claim(batch, first_attempt=attempt == 1):
-            return  # another run took it, ops changed it, or the import stopped
-        result = client.create_signals(signals, body=body)
-        if result.outcome != Outcome.RETRYABLE:
-            break
-        delay = retry_delay(attempt=attempt, retry_after=result.retry_after)
-        if monotonic() - started + delay > budget:
-            break
-        ImportBatch.objects.filter(pk=batch.pk, state=BatchState.IN_FLIGHT).update(
-            state=BatchState.PENDING,
-            http_status=result.http_status,
-            error=f"attempt {attempt}: {result.error}; retrying in {delay:.1f} s",
-        )
-        log.info("batch %s: %s; retrying in %.1f s", batch.pk, result.error, delay)
-        _heartbeat(batch.signal_import_id)
-        sleep(delay)
-    assert result is not None
-    error = result.error
-    spent = monotonic() - started
-    if result.outcome == Outcome.RETRYABLE:
-        error = (
-            f"Gave up after {attempt} attempts in {spent:.0f} s (the retry budget is "
-            f"{budget:.0f} s): {error}"
-        )
-    _write_outcome(
-        batch,
-        _STATE_OF_OUTCOME[result.outcome],
-        http_status=result.http_status,
-        error=error,
-        signal_ids=result.signal_ids,
-        duration_ms=int(spent * 1000),
-    )
+    """One batch through its ledger states, as the window sends each (in this thread).
+    `body`, when given, is these signals' request already serialised (ConnectClient.body)."""
+    signal_import = SignalImport.objects.select_related("app_key").get(pk=batch.signal_import_id)
+    prepared = _Prepared(batch, signals, body or b"")
+
+    class _One:
+        finished = False
+
+        def take(self, timeout: float) -> _Prepared | None:
+            if self.finished:
+                return None
+            self.finished = True
+            return prepared
+
+    run = _WindowRun(signal_import, client, 1, on_progress=None)
+    run.send(_One(), window.InlineExecutor())  # type: ignore[arg-type]
 
 
 def retry_delay(*, attempt: int, retry_after: float | None) -> float:
@@ -834,22 +1030,56 @@ def retry_delay(*, attempt: int, retry_after: float | None) -> float:
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
-def _claim(batch: ImportBatch, *, first_attempt: bool) -> bool:
+def _claim(batch: ImportBatch, *, first_attempt: bool, account_id: int, window: int) -> _Claim:
     """PENDING -> IN_FLIGHT, committed before the call, and only while the import is
-    SENDING with no cancel asked. The import's row is share-locked for the moment of the
-    claim, so a claim and _finish (which locks the row to close the import) never cross:
-    once an import reads CANCELLED, FAILED or COMPLETED no lane claims another batch of
-    it, not even one that went back to PENDING to wait out a Retry-After."""
+    SENDING with no cancel asked, fewer than `window` of its batches and fewer than its
+    account's `max_batches_in_flight` are IN_FLIGHT, and Connect did not ask the account
+    to wait. The import's row is share-locked for the moment of the claim, so a claim and
+    _finish (which locks the row to close the import) never cross: once an import reads
+    CANCELLED, FAILED or COMPLETED no lane claims another batch of it, not even one that
+    went back to PENDING to wait out a Retry-After. On PostgreSQL the claims of one
+    account take turns (a transaction-level advisory lock), so two runs never both see
+    the last free place; on SQLite the one UPDATE statement is atomic."""
+    now = timezone.now()
     with transaction.atomic():
         if not _still_sending_locked(batch.signal_import_id):
-            return False
-        return bool(
-            ImportBatch.objects.filter(pk=batch.pk, state=BatchState.PENDING).update(
+            return _Claim.STOPPED
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", [_ACCOUNT_LOCK_NAMESPACE, account_id]
+                )
+        cap = (
+            ConnectAccount.objects.filter(pk=account_id)
+            .values_list("max_batches_in_flight", flat=True)
+            .first()
+        ) or 1
+        in_flight = ImportBatch.objects.filter(state=BatchState.IN_FLIGHT).order_by()
+        taken = (
+            ImportBatch.objects.filter(pk=batch.pk, state=BatchState.PENDING)
+            .filter(
+                ~Exists(in_flight.filter(signal_import_id=batch.signal_import_id)[window - 1 :]),
+                ~Exists(in_flight.filter(signal_import__app_key__account_id=account_id)[cap - 1 :]),
+                ~Exists(ConnectAccount.objects.filter(pk=account_id, send_paused_until__gt=now)),
+            )
+            .update(
                 state=BatchState.IN_FLIGHT,
                 attempts=F("attempts") + 1,
-                started_at=timezone.now() if first_attempt else F("started_at"),
+                started_at=now if first_attempt else F("started_at"),
             )
         )
+        if taken:
+            return _Claim.TAKEN
+        state = ImportBatch.objects.filter(pk=batch.pk).values_list("state", flat=True).first()
+        return _Claim.FULL if state == BatchState.PENDING else _Claim.GONE
+
+
+def _pause_account(account_id: int, seconds: float) -> None:
+    """No batch of this account is claimed for `seconds` (the latest pause wins)."""
+    until = timezone.now() + timedelta(seconds=seconds)
+    ConnectAccount.objects.filter(pk=account_id).filter(
+        Q(send_paused_until__isnull=True) | Q(send_paused_until__lt=until)
+    ).update(send_paused_until=until)
 
 
 def _still_sending_locked(import_id: int) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,135 @@ def test_a_dropped_connection_leaves_the_batch_unknown_until_ops_resend_it(
     assert (signal_import.status, signal_import.accepted) == (ImportStatus.COMPLETED, 500)
     # Ops chose to resend a batch Connect had in fact taken: now it is there twice.
     assert sandbox.inspect(limit=1)["counts"]["duplicate_signals"] == 100
+
+
+# --- the sending window: W calls in flight against the sandbox -------------------------------
+
+WINDOW = 8
+
+
+def window_import(
+    workers: Workers, sandbox: Sandbox, imports_dir: Path, settings: Any, *, total: int
+) -> SignalImport:
+    """An import of 50-signal batches in one lane, its worker keeping WINDOW calls going."""
+    settings.SIGNALS_BATCH_SIZE = 50
+    settings.SIGNALS_SEND_LANES = 1
+    workers.env["SIGNALS_SEND_WINDOW"] = str(WINDOW)
+    return make_import(imports_dir, sandbox, total=total, rejected=set())
+
+
+def wait_for_full_window(signal_import: SignalImport, sandbox: Sandbox) -> set[int]:
+    """The WINDOW batches IN_FLIGHT whose calls the sandbox holds, once they are."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        flying = in_flight_and_received(signal_import, sandbox)
+        if len(flying) == WINDOW:
+            return flying
+        time.sleep(0.01)
+    pytest.fail("the window never had all its calls on their way at once")
+
+
+def test_a_worker_killed_with_its_whole_window_in_flight_loses_nothing_and_doubles_nothing(
+    workers: Workers, sandbox: Sandbox, imports_dir: Path, settings: Any
+) -> None:
+    """SIGKILL while WINDOW batches are provably on their way: each of them ends outcome
+    unknown and is never resent by itself; every other batch is sent once."""
+    signal_import = window_import(workers, sandbox, imports_dir, settings, total=2000)
+    sandbox.faults(latency_ms=1500)
+    sandbox.in_flight(reset=True)
+    workers.start()
+    sending.import_send(signal_import=signal_import, user=signal_import.created_by)
+    caught = wait_for_full_window(signal_import, sandbox)
+    workers.kill()
+    assert sandbox.in_flight()["/graphql"]["peak"] == WINDOW  # never more than the window
+    sandbox.faults(latency_ms=0)
+    workers.start()
+    signal_import = wait_done(signal_import, workers, 120)
+    assert signal_import.status == ImportStatus.COMPLETED
+    ledger = {b.number: b for b in signal_import.batches.all()}
+    unknown = {number for number, b in ledger.items() if b.state == BatchState.UNKNOWN}
+    assert unknown == caught
+    assert all(ledger[number].attempts == 1 for number in unknown)
+    assert all(b.state == BatchState.SENT for n, b in ledger.items() if n not in unknown)
+    check_against_ledger(signal_import, sandbox, list(range(2000)))
+    assert len(received(sandbox)) == 2000  # the caught calls reached Connect, once
+    assert sandbox.inspect(limit=1)["counts"]["duplicate_signals"] == 0
+    assert (signal_import.accepted, signal_import.unknown) == (2000 - 50 * WINDOW, 50 * WINDOW)
+
+
+def test_a_cancel_mid_window_starts_no_call_and_settles_the_calls_in_flight(
+    workers: Workers, sandbox: Sandbox, imports_dir: Path, settings: Any
+) -> None:
+    signal_import = window_import(workers, sandbox, imports_dir, settings, total=2000)
+    sandbox.faults(latency_ms=1000)
+    workers.start()
+    sending.import_send(signal_import=signal_import, user=signal_import.created_by)
+    wait_for_full_window(signal_import, sandbox)
+    sending.import_cancel(signal_import=signal_import, user=signal_import.created_by)
+    cancelled_at = time.monotonic()
+    # No claim crosses a cancel (it share-locks the import's row): the batches started
+    # by now are all the import will ever send.
+    started = set(
+        signal_import.batches.exclude(state=BatchState.PENDING).values_list("number", flat=True)
+    )
+    signal_import = wait_done(signal_import, workers, 30)
+    assert time.monotonic() - cancelled_at < 1.0 + 2.0  # the calls in flight answer in 1 s
+    assert signal_import.status == ImportStatus.CANCELLED
+    ledger = {b.number: b.state for b in signal_import.batches.all()}
+    assert {n for n, state in ledger.items() if state != BatchState.PENDING} == started
+    assert {ledger[n] for n in started} == {BatchState.SENT}  # answered, none left in flight
+    assert len(received(sandbox)) == 50 * len(started) == signal_import.sent
+
+
+def test_a_429_with_retry_after_holds_the_whole_window(
+    workers: Workers, sandbox: Sandbox, imports_dir: Path, settings: Any
+) -> None:
+    """Connect answers one call 429 "retry after 2 s": no call of the window starts in
+    those 2 seconds (the calls already on their way finish), then all are sent."""
+    signal_import = window_import(workers, sandbox, imports_dir, settings, total=1500)
+    sandbox.faults(latency_ms=200, rate_http_429=1.0, retry_after=2, budget=1)
+    workers.start()
+    sending.import_send(signal_import=signal_import, user=signal_import.created_by)
+    signal_import = wait_done(signal_import, workers, 60)
+    assert signal_import.status == ImportStatus.COMPLETED
+    assert (signal_import.accepted, signal_import.failed) == (1500, 0)
+    check_against_ledger(signal_import, sandbox, list(range(1500)))
+    requests = sorted(
+        sandbox.inspect(limit=1000)["requests"],
+        key=lambda r: datetime.fromisoformat(r["received_at"]),
+    )
+    refused = [r for r in requests if r["http_status"] == 429]
+    assert len(refused) == 1
+    answered = datetime.fromisoformat(refused[0]["received_at"]) + timedelta(seconds=0.2)
+    # Calls already on their way when the 429 came were received within its latency.
+    during = [
+        r for r in requests
+        if answered + timedelta(seconds=0.2) < datetime.fromisoformat(r["received_at"])
+        < answered + timedelta(seconds=2)
+    ]  # fmt: skip
+    assert during == []
+    assert len(requests) == 30 + 1
+
+
+def test_a_hung_call_holds_one_place_of_the_window_not_the_others(
+    workers: Workers, sandbox: Sandbox, imports_dir: Path, settings: Any
+) -> None:
+    """The first call hangs past the read timeout (5 s for these workers): its batch ends
+    outcome unknown, while the other places of the window sent everything else."""
+    signal_import = window_import(workers, sandbox, imports_dir, settings, total=1000)
+    sandbox.faults(rate_hang=1.0, hang_seconds=30, budget=1)
+    workers.start()
+    sending.import_send(signal_import=signal_import, user=signal_import.created_by)
+    signal_import = wait_done(signal_import, workers, 60)
+    assert signal_import.status == ImportStatus.COMPLETED
+    hung = signal_import.batches.get(state=BatchState.UNKNOWN)
+    others = signal_import.batches.exclude(pk=hung.pk)
+    assert {b.state for b in others} == {BatchState.SENT}
+    # Everything else was sent while the hung call waited for its answer.
+    assert hung.finished_at is not None
+    assert all(b.finished_at is not None and b.finished_at < hung.finished_at for b in others)
+    assert (signal_import.accepted, signal_import.unknown) == (950, 50)
+    check_against_ledger(signal_import, sandbox, list(range(1000)))
 
 
 def test_the_cli_validates_sends_and_waits(

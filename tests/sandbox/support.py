@@ -81,6 +81,14 @@ class Sandbox:
         result: dict[str, Any] = self.control("faults", settings)
         return result
 
+    def in_flight(self, *, reset: bool = False) -> dict[str, dict[str, int]]:
+        """Per API path, the calls being served now and the most at once (since a reset)."""
+        method = "DELETE" if reset else "GET"
+        response = self.http.request(method, "/_control/in-flight")
+        assert response.status_code == 200, response.text
+        result: dict[str, dict[str, int]] = response.json()
+        return result
+
     def inspect(self, limit: int = 1000) -> dict[str, Any]:
         response = self.http.get("/_inspect", params={"limit": limit})
         assert response.status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,17 @@ def test_added_latency_delays_the_answer(sandbox: Sandbox) -> None:
     started = time.monotonic()
     assert _send(sandbox).status_code == 200
     assert time.monotonic() - started >= 0.4
+
+
+def test_the_requests_in_flight_are_counted_with_their_latency(sandbox: Sandbox) -> None:
+    """The sandbox sees a client's window: the most calls it served at once."""
+    sandbox.faults(latency_ms=500)
+    assert sandbox.in_flight(reset=True) == {}
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda n: _send(sandbox, n), range(3)))
+    assert [answer.status_code for answer in answers] == [200] * 3
+    assert sandbox.in_flight() == {"/graphql": {"now": 0, "peak": 3}}
+    assert sandbox.in_flight(reset=True) == {"/graphql": {"now": 0, "peak": 0}}
 
 
 def test_429_carries_retry_after_and_stores_nothing(sandbox: Sandbox) -> None:
