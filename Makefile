@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck pytest bench clean samples-large
+.PHONY: run test lint typecheck pytest bench clean samples-large ext
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,9 +13,24 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# The validator's duplicate-key scanner, a small C extension built beside its source for
+# the venv's Python (again when the source is newer). Optional: without a C compiler or
+# Python's headers the validator warns and looks for duplicate keys in Python, slower; the
+# tests insist on it in CI (CI=true).
+DUPSCAN := signals_app/validation/_dupscan
+ext: $(STAMP)
+	@suffix=$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))') \
+	&& include=$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("include"))') \
+	&& so=$(DUPSCAN)$$suffix \
+	&& if [ "$$so" -nt $(DUPSCAN).c ]; then exit 0; fi \
+	&& echo "$(CC) -O2 -shared -fPIC -I$$include $(DUPSCAN).c -o $$so" \
+	&& if $(CC) -O2 -shared -fPIC -I"$$include" $(DUPSCAN).c -o "$$so.tmp"; \
+	then mv -f "$$so.tmp" "$$so"; \
+	else rm -f "$$so.tmp"; echo "warning: $$so not built: duplicate keys checked in Python" >&2; fi
+
 ## Start everything for a demo: web, worker, scheduler and sandbox, with demo logins.
 # DEBUG is off as in production, so seed_demo needs --force to create the demo logins.
-run: $(STAMP)
+run: $(STAMP) ext
 	$(PY) -m connectadmin.keyfile
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --force
@@ -35,15 +50,16 @@ typecheck: $(STAMP)
 
 # Tests keep their files, database and broker queue apart from `make run`'s var/, so a
 # task a test enqueued never reaches the demo's worker; their keys file is made there once.
-pytest: $(STAMP)
+pytest: $(STAMP) ext
 	CONNECTADMIN_VAR_DIR=$${CONNECTADMIN_VAR_DIR:-$(CURDIR)/var/test} $(PY) -m connectadmin.keyfile
 	CONNECTADMIN_VAR_DIR=$${CONNECTADMIN_VAR_DIR:-$(CURDIR)/var/test} $(VENV)/bin/pytest
 
-bench: $(STAMP)
+bench: $(STAMP) ext
 	$(PY) bench/validate.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -f $(DUPSCAN).*so $(DUPSCAN).*so.tmp
 
 ## A large sample file for the demo: var/samples/large.ndjson (N signals, 5% with errors).
 N ?= 100000

@@ -15,7 +15,15 @@ from dataclasses import field as dataclass_field
 from math import isfinite
 from typing import Any, NamedTuple
 
-from signals_app.validation.findings import ERROR, WARNING, Code, Issue, Severity, TooLargeText
+from signals_app.validation.findings import (
+    ERROR,
+    WARNING,
+    Code,
+    Issue,
+    RowWithDuplicates,
+    Severity,
+    TooLargeText,
+)
 from signals_app.validation.schema import (
     CUSTOM_ATTRIBUTE_FIELDS,
     ENVELOPE_FIELDS,
@@ -76,6 +84,8 @@ def check_signal(
     """Every issue of one signal record (an envelope or a `{"signal": ...}` wrapper)."""
     check = SignalCheck()
     issues = check.issues
+    if record.__class__ is RowWithDuplicates:  # what the CSV reader saw in the row's cells
+        issues.extend(record.duplicates)
     envelope, outside = unwrap(record)
     for key in outside:
         issues.append(

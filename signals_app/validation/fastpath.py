@@ -8,6 +8,11 @@ is therefore at least as strict as the engine's, and the values the engine judge
 library (e-mail, phone, catalog dates, identifierValue) are re-checked after the decode
 with the engine's own functions. tests/test_fastpath.py checks the agreement with
 generated records.
+
+A decode keeps the last value of a key written twice, so a signal's JSON text is only
+called clean when the compiled scanner finds no key twice in it, or without the scanner
+when it holds no more keys than were read (SPEC §5, `duplicate_key`; see duplicates.py):
+the engine names the key.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Annotated, Any, Literal, cast
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from signals_app.validation.duplicates import key_scanner
 from signals_app.validation.schema import (
     CUSTOM_ATTRIBUTE_FIELDS,
     ITEM_FIELDS,
@@ -146,16 +152,68 @@ def _content_lines(signal_type: str) -> list[str]:
     return body
 
 
+def _member_count(target: str, fields: Any) -> str:
+    """How many members the decoded object `target` of `fields` has (a JSON null never
+    decodes into an optional one): its fields, less those UNSET, counted in C."""
+    return f"{len(fields)} - astuple({target}).count(UNSET)"
+
+
+def _key_count_lines(signal_type: str, scanned: bool) -> list[str]:
+    """Lines of the generated check that hand over to the engine a clean signal whose text
+    may have written a key twice (SPEC §5, `duplicate_key`; see duplicates.py). `scanned`:
+    the compiled scanner `scan` looks at the text (not 0: a key twice, or not sure).
+    Without it, they count the keys the signal was read with, and the text's bound: its
+    `":` pairs, and none of a blank then a colon (tab, CR, LF: rare, looked for by memchr
+    first)."""
+    if scanned:
+        return ["    if raw is not None and scan(raw): return NOT_SURE"]
+    fields = SIGNAL_TYPES[signal_type].fields
+    lines = [
+        "    if raw is not None:",
+        # identifiableAttributes (one key, said above), signalContent, its signalType.
+        "        n += 4 + (a is not UNSET) + (s.sessionId is not UNSET) + (s.test is not UNSET)",
+        f"        n += {_member_count('c', fields)}",
+    ]
+    for name, spec in fields.items():
+        if spec.kind in _ELEMENT_FIELDS:
+            inner = _ELEMENT_FIELDS[spec.kind]
+            if all(f.required for f in inner.values()):  # {name, value}: no optional member
+                lines.append(f"        if c.{name} is not UNSET: n += {len(inner)} * len(c.{name})")
+                continue
+            lines += [
+                f"        if c.{name} is not UNSET:",
+                f"            for e in c.{name}:",
+                f"                n += {_member_count('e', inner)}",
+            ]
+    lines += [
+        "        if (",
+        "            raw.count(b'\":') != n",
+        "            or raw.find(b' :') >= 0",
+        # find() of one byte is a memchr; `in` would first try the operand as an int.
+        "            or (raw.find(9) >= 0 and raw.find(b'\\t:') >= 0)",
+        "            or (raw.find(13) >= 0 and raw.find(b'\\r:') >= 0)",
+        "            or (raw.find(10) >= 0 and raw.find(b'\\n:') >= 0)",
+        "        ):",
+        "            return NOT_SURE",
+    ]
+    return lines
+
+
 @cache
-def _signal_check(signal_type: str, default_app_key: bool) -> Callable[[Any], int]:
+def _signal_check(
+    signal_type: str, default_app_key: bool, scan: Callable[[bytes], int] | None
+) -> Callable[[Any, Any, int], int]:
     """The whole check after the typed decode of a signal of this type, generated as one
     plain function the way dataclasses generates __init__ (a msgspec constraint or hook,
     or a chain of small functions, costs a Python call per value or per step): what
     depends on the run (the default app key) or on several members (exactly one
-    identifiable attribute, checked by library: e-mail, phone), then the content. NOT_SURE,
-    CLEAN or CLEAN_CONTACT_KEY_ONLY. For pageView with no default app key:
+    identifiable attribute, checked by library: e-mail, phone), then the content, then,
+    given the signal's JSON text `raw`, that no key was written twice: by `scan`, the
+    compiled scanner of duplicates.py, or without it by counting keys (`n`: keys around
+    the envelope, 1 for a wrapper). NOT_SURE, CLEAN or CLEAN_CONTACT_KEY_ONLY. For
+    pageView with no default app key, without the scanner (the key count shortened):
 
-        def check(s):
+        def check(s, raw, n):
             a = s.appKey
             if a is UNSET: return NOT_SURE
             if a.isspace(): return NOT_SURE
@@ -168,10 +226,15 @@ def _signal_check(signal_type: str, default_app_key: bool) -> Callable[[Any], in
             if c.signalCustomAttributes is not UNSET:
                 for e in c.signalCustomAttributes:
                     if e.name.isspace() or e.value.isspace(): return NOT_SURE
+            if raw is not None:
+                n += 4 + (a is not UNSET) + (s.sessionId is not UNSET) + (s.test is not UNSET)
+                n += 9 - astuple(c).count(UNSET)
+                ...
+                if raw.count(b'":') != n or raw.find(b' :') >= 0 or ...: return NOT_SURE
             return CLEAN_CONTACT_KEY_ONLY if kind == "contactKey" else CLEAN
     """
     lines = [
-        "def check(s):",
+        "def check(s, raw, n):",
         "    a = s.appKey",
         # Without a default, a signal needs its own appKey; with one, it may go without.
         "    if a is UNSET: " + ("pass" if default_app_key else "return NOT_SURE"),
@@ -183,6 +246,7 @@ def _signal_check(signal_type: str, default_app_key: bool) -> Callable[[Any], in
         "    if IDENTITY_PROBLEM[kind](value): return NOT_SURE",
         "    c = s.signalContent",
         *_content_lines(signal_type),
+        *_key_count_lines(signal_type, scan is not None),
         '    return CLEAN_CONTACT_KEY_ONLY if kind == "contactKey" else CLEAN',
     ]
     namespace: dict[str, Any] = {
@@ -191,12 +255,14 @@ def _signal_check(signal_type: str, default_app_key: bool) -> Callable[[Any], in
         "CLEAN": CLEAN,
         "CLEAN_CONTACT_KEY_ONLY": CLEAN_CONTACT_KEY_ONLY,
         "IDENTITY_PROBLEM": _IDENTITY_PROBLEM,
+        "astuple": msgspec.structs.astuple,
         "catalog_datetime_problem": catalog_datetime_problem,
         "identifier_value_unfit": _identifier_value_unfit,
+        "scan": scan,
     }
     source = "\n".join(lines) + "\n"
     exec(compile(source, f"<fast path check for {signal_type}>", "exec"), namespace)
-    return cast(Callable[[Any], int], namespace["check"])
+    return cast(Callable[[Any, Any, int], int], namespace["check"])
 
 
 def _identifier_value_unfit(content: Any) -> bool:
@@ -270,8 +336,9 @@ class FastPath:
             tier
         )
         # Per decoded content type, the check after the decode.
+        scan = key_scanner()
         self._checks = {
-            struct: _signal_check(name, bool(default_app_key))
+            struct: _signal_check(name, bool(default_app_key), scan)
             for name, struct in _CONTENT_STRUCTS.items()
         }
         self.prefer_wrapper = False
@@ -279,21 +346,24 @@ class FastPath:
     def check_json(self, raw: bytes) -> Clean | None:
         """A clean signal's verdict, or None when the engine must judge the record."""
         envelope = self._decode_json(raw)
-        return None if envelope is None else self._verdict(envelope)
+        return None if envelope is None else self._verdict(envelope, raw)
 
     def check_value(self, value: Any) -> Clean | None:
-        """The same for a record already read into Python objects (JSON arrays, CSV)."""
+        """The same for a record already read into Python objects (CSV), whose reader
+        says what its text held twice (findings.RowWithDuplicates)."""
         envelope = self._convert(value)
-        return None if envelope is None else self._verdict(envelope)
+        return None if envelope is None else self._verdict(envelope, None)
 
     def classify_json(self, raw: bytes) -> int:
         """check_json as a number, for counting whole blocks in C: NOT_SURE, CLEAN or
         CLEAN_CONTACT_KEY_ONLY (clean, identified by a contactKey alone)."""
         envelope = self._decode_json(raw)
-        return NOT_SURE if envelope is None else self._post_check(envelope)
+        return NOT_SURE if envelope is None else self._post_check(envelope, raw)
 
-    def _post_check(self, envelope: Any) -> int:
-        return self._checks[type(envelope.signalContent)](envelope)
+    def _post_check(self, envelope: Any, raw: bytes | None) -> int:
+        return self._checks[type(envelope.signalContent)](
+            envelope, raw, 1 if self.prefer_wrapper else 0
+        )
 
     def json_classifier(self) -> Callable[[bytes], int]:
         """classify_json as one plain function, for the hot loop (made again when
@@ -302,6 +372,7 @@ class FastPath:
             self._wrapper_decoder.decode if self.prefer_wrapper else self._envelope_decoder.decode
         )
         wrapped = self.prefer_wrapper
+        outside = 1 if wrapped else 0  # the wrapper's own key
         checks = self._checks
         refused = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 
@@ -312,14 +383,14 @@ class FastPath:
                 return NOT_SURE
             if wrapped:
                 envelope = envelope.signal
-            return checks[type(envelope.signalContent)](envelope)
+            return checks[type(envelope.signalContent)](envelope, raw, outside)
 
         return classify
 
     def classify_value(self, value: Any) -> int:
         """check_value as a number (see classify_json)."""
         envelope = self._convert(value)
-        return NOT_SURE if envelope is None else self._post_check(envelope)
+        return NOT_SURE if envelope is None else self._post_check(envelope, None)
 
     def _decode_json(self, raw: bytes) -> Any:
         try:
@@ -332,6 +403,8 @@ class FastPath:
             return None
 
     def _convert(self, value: Any) -> Any:
+        if value.__class__ is not dict:  # RowWithDuplicates among others: the engine's
+            return None
         try:
             if self.prefer_wrapper:
                 return msgspec.convert(value, self._wrapper).signal
@@ -339,8 +412,8 @@ class FastPath:
         except msgspec.ValidationError:
             return None
 
-    def _verdict(self, envelope: Any) -> Clean | None:
-        code = self._post_check(envelope)
+    def _verdict(self, envelope: Any, raw: bytes | None) -> Clean | None:
+        code = self._post_check(envelope, raw)
         if code == NOT_SURE:
             return None
         return _SIGNAL_TYPE_OF[type(envelope.signalContent)], code == CLEAN_CONTACT_KEY_ONLY

@@ -35,6 +35,10 @@ class Code(StrEnum):
     # Documented addition: the record passes a reading limit (SPEC §5: nested deeper than
     # 1,024 levels, a number of more than 4,300 digits), so it is not read further.
     TOO_LARGE = "too_large"
+    # Documented addition: an object holds the same key twice (SPEC §5). The file's bytes
+    # are what is sent and what Connect makes of them is undefined; the validator judged
+    # the last value only.
+    DUPLICATE_KEY = "duplicate_key"
 
 
 class TooLargeText(str):
@@ -47,6 +51,14 @@ class TooLargeText(str):
         cell = super().__new__(cls, text)
         cell.reason = reason
         return cell
+
+
+class RowWithDuplicates(dict[str, Any]):
+    """A CSV row's envelope in which a field is given twice (a column twice in the header,
+    both cells filled, or a key twice in a cell of JSON): the engine reports `duplicates`,
+    issues made by the reader, which alone saw the row's cells."""
+
+    duplicates: list[Issue]
 
 
 # Issue and Finding are named tuples: as immutable as a frozen dataclass, and half as

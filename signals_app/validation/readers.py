@@ -34,7 +34,10 @@ finite number), booleans (true/false/1/0/yes/no, any case; ``test`` too), JSON t
 string lists, items and custom attributes; anything that does not convert stays the text,
 so the engine reports a type error. Unknown ``signalContent.x`` columns stay text; other
 unknown columns land in the envelope under their own name (the engine warns about them).
-Columns with a blank header are ignored. A row with fewer cells than the header lacks the
+Columns with a blank header are ignored. A field given by two columns of the header, or a
+key written twice in a cell of JSON, makes the row's envelope a ``RowWithDuplicates`` that
+says so when the row fills both (the engine reports ``duplicate_key``; the last cell or
+value is the one kept). A row with fewer cells than the header lacks the
 missing fields; cells beyond the header's width are ignored. ``line`` is the physical line
 where the row starts (quoted cells may span lines).
 
@@ -76,8 +79,9 @@ from typing import IO, Any, Final
 
 import orjson
 
+from signals_app.validation.duplicates import duplicate_issues
 from signals_app.validation.errors import UnreadableFile
-from signals_app.validation.findings import TooLargeText
+from signals_app.validation.findings import ERROR, Code, Issue, RowWithDuplicates, TooLargeText
 from signals_app.validation.jsondoc import (
     ARRAY,
     SIGNALS,
@@ -751,8 +755,12 @@ def _column(name: str) -> Column:
 
 
 def _row_builder(header: list[str]) -> Callable[[list[str]], dict[str, Any]]:
-    columns = [_column(name.strip()) for name in header]
+    names = [name.strip() for name in header]
+    # A cell of JSON may hold a key twice: its converter tells `found`, per row.
+    found: list[Issue] = []
+    columns = [_json_cell_column(_column(name), name, found) for name in names]
     ignored: dict[str, Any] = {}
+    repeated = _repeated_columns(names, columns)
 
     def build(row: list[str]) -> dict[str, Any]:
         envelope: dict[str, Any] = {}
@@ -768,9 +776,69 @@ def _row_builder(header: list[str]) -> Callable[[list[str]], dict[str, Any]]:
             envelope["identifiableAttributes"] = identity
         if content:
             envelope["signalContent"] = content
+        if repeated:
+            found.extend(_repeated_in_row(repeated, row))
+        if found:
+            envelope = RowWithDuplicates(envelope)
+            envelope.duplicates = found[:]
+            found.clear()
         return envelope
 
     return build
+
+
+def _json_cell_column(column: Column, name: str, found: list[Issue]) -> Column:
+    """A column of JSON cells gets a converter that also reports a key written twice in
+    the cell (SPEC §5) into `found`, at the path of the object in the signal."""
+    target, key, convert = column
+    if convert is not _from_json:
+        return column
+
+    def from_json(cell: str) -> Any:
+        value = _from_json(cell)
+        # No "{" (a list of strings, say): no object, so no key at all.
+        if value is not cell and value.__class__ is not TooLargeText and "{" in cell:
+            found.extend(duplicate_issues(cell, value, prefix=name, inside=f" (column {name})"))
+        return value
+
+    return (target, key, from_json)
+
+
+def _repeated_columns(names: list[str], columns: list[Column]) -> list[tuple[str, list[int]]]:
+    """Fields that more than one column of the header fills: each with its columns."""
+    where: dict[tuple[int, str], list[int]] = {}
+    for index, (target, key, _) in enumerate(columns):
+        if target != _IGNORED:
+            where.setdefault((target, key), []).append(index)
+    return [(names[indexes[0]], indexes) for indexes in where.values() if len(indexes) > 1]
+
+
+def _repeated_in_row(repeated: list[tuple[str, list[int]]], row: list[str]) -> Iterator[Issue]:
+    """A field that the row fills in more than one of its columns: only the last one was
+    checked, and which one was meant is the file's to say."""
+    width = len(row)
+    for name, indexes in repeated:
+        filled = [i for i in indexes if i < width and row[i]]
+        if len(filled) > 1:
+            columns = ", ".join(_column_letter(i) for i in filled)
+            yield Issue(
+                name,
+                ERROR,
+                Code.DUPLICATE_KEY,
+                f"the header has {len(indexes)} columns named {name} and this row fills "
+                f"{len(filled)} of them (columns {columns}): only the last one was checked; "
+                "keep one column",
+            )
+
+
+def _column_letter(index: int) -> str:
+    """A column as a spreadsheet names it: A, B, ..., Z, AA, AB, ..."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
 
 
 _EXPORT_IDENTITIES: Final = {
@@ -815,12 +883,20 @@ def _export_row_builder(header: list[str]) -> Callable[[list[str]], dict[str, An
             envelope["identifiableAttributes"] = identity
         if value := cell(session):
             envelope["sessionId"] = value
+        duplicates: list[Issue] = []
         if value := cell(content):
             signal_content = _from_json(value)
+            if signal_content is not value and signal_content.__class__ is not TooLargeText:
+                duplicates = duplicate_issues(
+                    value, signal_content, prefix="signalContent", inside=" (column SIGNAL_CONTENT)"
+                )
             kind = cell(signal_type)
             if isinstance(signal_content, dict) and kind and "signalType" not in signal_content:
                 signal_content["signalType"] = kind
             envelope["signalContent"] = signal_content
+        if duplicates:
+            envelope = RowWithDuplicates(envelope)
+            envelope.duplicates = duplicates
         return envelope
 
     return build

@@ -25,6 +25,7 @@ from typing import IO, Any, Protocol, TypeVar
 import orjson
 
 from signals_app.validation import scratch
+from signals_app.validation.duplicates import duplicate_issues
 from signals_app.validation.engine import check_signal, unwrap
 from signals_app.validation.fastpath import CLEAN, CLEAN_CONTACT_KEY_ONLY, NOT_SURE, FastPath
 from signals_app.validation.findings import ERROR, Code, Finding, Issue, Summary
@@ -113,11 +114,14 @@ class _Judge:
             issue = Issue("", ERROR, Code.SYNTAX, f"the record is not valid JSON: {exc}")
             self._report(index, line, [issue], contact_key_only=False)
             return
-        self._full(index, line, value)
+        self._full(index, line, value, raw)
 
-    def judge_unclear_value(self, index: int, line: int | None, value: Any) -> None:
-        """A record the fast path did not call clean, read already: the engine judges it."""
-        self._full(index, line, value)
+    def judge_unclear_value(
+        self, index: int, line: int | None, value: Any, raw: bytes | None = None
+    ) -> None:
+        """A record the fast path did not call clean, read already (from `raw`, its text,
+        when it was JSON): the engine judges it."""
+        self._full(index, line, value, raw)
 
     def _clean(self, contact_key_only: bool) -> None:
         self.add_clean(1, 1 if contact_key_only else 0)
@@ -128,13 +132,20 @@ class _Judge:
         summary.valid += count
         summary.contact_key_only += contact_key_only
 
-    def _full(self, index: int, line: int | None, value: Any) -> None:
+    def _full(self, index: int, line: int | None, value: Any, raw: bytes | None = None) -> None:
         check = check_signal(
             value, tier=self.options.tier, default_app_key=self.options.default_app_key
         )
-        if not self.fast.prefer_wrapper and unwrap(value)[0] is not value:
+        wrapped = unwrap(value)[0] is not value
+        if not self.fast.prefer_wrapper and wrapped:
             self.fast.prefer_wrapper = True  # a wrapper file: decode wrappers first
-        self._report(index, line, check.issues, contact_key_only=check.contact_key_only)
+        issues = check.issues
+        if raw is not None:
+            # The text's repeated keys, which the decoded value no longer shows.
+            duplicates = duplicate_issues(raw, value, wrapped=wrapped)
+            if duplicates:
+                issues = duplicates + issues
+        self._report(index, line, issues, contact_key_only=check.contact_key_only)
 
     def _report(
         self, index: int, line: int | None, issues: list[Issue], *, contact_key_only: bool
@@ -601,7 +612,7 @@ def _validate_json_part(
                             value = orjson.loads(body)
                         except orjson.JSONDecodeError:
                             raise _Unfit from None
-                        judge.judge_unclear_value(index, None, value)
+                        judge.judge_unclear_value(index, None, value, body)
                     index += 1
                 if suffix:
                     push("," if suffix == 0x2C else "]")
