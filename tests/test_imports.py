@@ -323,8 +323,8 @@ def test_what_the_reader_counts_reaches_the_row_while_it_reads(
 def test_findings_are_written_in_chunks(
     user: Any, app_key: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(validation, "FINDINGS_CHUNK", 10)
-    monkeypatch.setattr(validation, "REJECTED_CHUNK", 7)
+    monkeypatch.setattr(validation, "STORE_CHUNK_ROWS", 10)
+    monkeypatch.setattr(validation, "STORE_CHUNK_BYTES", 700)  # some cut by their size
     signal_import = validated(user, app_key, ndjson(*(missing_currency(n) for n in range(95))))
     assert ImportFinding.objects.filter(signal_import=signal_import).count() == 95
     assert RejectedSignal.objects.filter(signal_import=signal_import).count() == 95

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,20 @@ def _number_from_text(text: str, *, integer: bool) -> int | float | None:
 
 
 def _one_close_choice(value: str, choices: tuple[str, ...]) -> str | None:
+    if len(value) <= _CACHED_VALUE_MAX:  # a file's wrong values repeat: difflib is slow
+        return _cached_close_choice(value, choices)
+    return _close_choice(value, choices)
+
+
+_CACHED_VALUE_MAX = 256
+
+
+@lru_cache(maxsize=2048)
+def _cached_close_choice(value: str, choices: tuple[str, ...]) -> str | None:
+    return _close_choice(value, choices)
+
+
+def _close_choice(value: str, choices: tuple[str, ...]) -> str | None:
     folded = {choice.lower(): choice for choice in choices}
     close = difflib.get_close_matches(value.strip().lower(), list(folded), n=2, cutoff=0.75)
     # Two candidates (or none) is a guess, not a fix.

@@ -21,11 +21,15 @@ Finding codes added here (beyond the validator's, see validation.findings.Code),
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import re
 import zlib
+from array import array
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,7 +48,14 @@ UNREGISTERED_APP_KEY = "unregistered_app_key"
 OTHER_ACCOUNT = "other_account"
 
 EXAMPLES = 20  # findings of each field and code always kept (the preview's examples)
+# Written into the folder once the validator's findings are all in the findings file (the
+# follow-up pass may add more after them): "<bytes> <findings>" of the file at that moment.
+# The parent stores those meanwhile (validation: a second core is idle in the follow-up).
+FINDINGS_FILE = "findings.ndjson"
+VALIDATED_MARK = "findings.validated"
 MAX_FIX_SUGGESTIONS = 50
+# Signals whose lines the follow-up keeps (16 bytes each); beyond, it reads every record.
+_LINES_MAX = 8_000_000
 # Estimated bytes a stored row costs the database beyond its text (heap tuple, indexes),
 # on the safe side of PostgreSQL 15's: a finding's path is stored twice (path, pattern)
 # and its pattern is in two indexes. Measured: 425 bytes for a finding with a 22-character
@@ -129,8 +140,13 @@ def read_import(job: ReadJob, counters: ReadCounters) -> ReadResult:
             parallel_min_bytes=job.parallel_min_bytes,
         )
         keeper.fixable.close()
+        keeper.mark_validated()
         follow_up = _FollowUp(job, keeper, summary)
-        follow_up.run(file_format, keys_known=keys_scan.result() if keys_scan else None)
+        follow_up.run(
+            file_format,
+            keys_known=keys_scan.result() if keys_scan else None,
+            compressed=compressed,
+        )
     finally:
         keeper.close()
         if keys_scan is not None:
@@ -162,7 +178,7 @@ class _Keeper:
         self.findings_budget = budget * 3 // 4
         self.records_budget = budget - self.findings_budget
         self.used = self.records_used = 0
-        self.findings_path = folder / "findings.ndjson"
+        self.findings_path = folder / FINDINGS_FILE
         self.rejected_path = folder / "rejected.ndjson"
         self.fixable_path = folder / "fixable.ndjson"
         self.findings: IO[bytes] = self.findings_path.open("wb", buffering=1 << 20)
@@ -170,6 +186,12 @@ class _Keeper:
         self.fixable: IO[bytes] = self.fixable_path.open("wb", buffering=1 << 20)
         self.groups: Counter[tuple[str, str]] = Counter()
         self.last_signal = -1
+        # The signals with an error or a fixable finding and their lines (NDJSON), in file
+        # order: the follow-up then reads those lines alone (`lines_known`).
+        self.line_signals = array("q")
+        self.line_numbers = array("q")
+        self.lines_known = True
+        self.noting_lines = True  # until the validator is done: the follow-up's own not
         self._unfinished = ""  # of add_json_lines
         self.findings_stored = self.findings_not_stored = 0
         self.records_stored = self.records_not_stored = 0
@@ -215,6 +237,8 @@ class _Keeper:
         if code in FIXABLE_CODES:
             bits |= _FIXABLE
             self.fixable.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+        if bits & (_HAS_ERROR | _FIXABLE) and self.noting_lines and self.lines_known:
+            self._note_line(signal, line)
         flags[signal] |= bits
         first = signal != self.last_signal
         self.last_signal = signal
@@ -239,6 +263,27 @@ class _Keeper:
             self.rejected.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
         else:
             self.records_not_stored += 1
+
+    def _note_line(self, signal: int, line: int | None) -> None:
+        signals = self.line_signals
+        last = signals[-1] if signals else -1
+        if signal == last:
+            return
+        if signal < last or line is None or len(signals) >= _LINES_MAX:
+            self.lines_known = False  # out of order, no line, too many: the reader then
+            self.line_signals, self.line_numbers = array("q"), array("q")
+            return
+        signals.append(signal)
+        self.line_numbers.append(line)
+
+    def mark_validated(self) -> None:
+        """Tell the parent the findings written so far are final (VALIDATED_MARK)."""
+        self.noting_lines = False
+        self.findings.flush()
+        mark = self.findings_path.with_name(VALIDATED_MARK)
+        part = mark.with_name(mark.name + ".part")
+        part.write_text(f"{self.findings.tell()} {self.findings_stored}")
+        part.replace(mark)  # whole or absent
 
     def flag(self, signal: int) -> int:
         return self.flags[signal] if signal < len(self.flags) else 0
@@ -270,7 +315,9 @@ class _FollowUp:
         self.summary = summary
         self.fixes: dict[str, FixSuggestion] = {}
 
-    def run(self, file_format: str, *, keys_known: bool | None = None) -> None:
+    def run(
+        self, file_format: str, *, keys_known: bool | None = None, compressed: bool = True
+    ) -> None:
         """`keys_known`: what _all_app_keys_in said of the file, when it was asked
         already (None: ask it here)."""
         job = self.job
@@ -288,7 +335,10 @@ class _FollowUp:
         ):
             fixable = map(orjson.loads, fixable_file)
             pending = next(fixable, None)
-            for record in signal_file:
+            records: Iterable[Record] = signal_file
+            if keys_known and file_format == "ndjson" and not compressed:
+                records = self._flagged_lines() or signal_file
+            for record in records:
                 index = record.index
                 if keys_known and index > last:
                     break
@@ -300,6 +350,16 @@ class _FollowUp:
                 bits = flag(index)
                 if not keys_known or bits & (_HAS_ERROR | _FIXABLE):
                     self._record(record, bits, findings)
+
+    def _flagged_lines(self) -> Iterator[Record] | None:
+        """The records of the signals with an error or a fixable finding, taken from the
+        lines their findings name, without reading the other lines as records (the common
+        case of an uncompressed NDJSON file whose app keys the scan vouched for). None
+        when a line is unknown."""
+        keeper = self.keeper
+        if not keeper.lines_known or not keeper.line_signals:
+            return None
+        return _lines_of(self.job.path, zip(keeper.line_numbers, keeper.line_signals, strict=True))
 
     def _record(self, record: Record, bits: int, fixable: list[Finding]) -> None:
         rejected = bool(bits & _HAS_ERROR)
@@ -359,6 +419,22 @@ class _FollowUp:
         return [asdict(f) for f in fixes[:MAX_FIX_SUGGESTIONS]]
 
 
+def _lines_of(path: str, wanted: Iterable[tuple[int, int]]) -> Iterator[Record]:
+    """Record(signal, line, the line's stripped bytes) for each (line, signal) of
+    `wanted`, lines rising, as the NDJSON reader gives them (a UTF-8 BOM skipped); the
+    lines between are skipped in C (islice), never made records."""
+    read = 0  # lines read so far
+    with open(path, "rb", buffering=1024**2) as file:
+        for line, signal in wanted:
+            text = next(islice(file, line - read - 1, None), None)
+            if text is None:
+                return
+            if read == 0:
+                text = text.removeprefix(codecs.BOM_UTF8)  # as the reader skips it
+            read = line
+            yield Record(signal, line, text.strip(), None)
+
+
 def _record_text(record: Record, value: Any) -> str:
     """A rejected record's text as the preview shows it: the file's own text for JSON and
     NDJSON (keys in the file's order), the row as JSON for CSV. PostgreSQL refuses NUL
@@ -398,12 +474,14 @@ def _file_app_key(record: Record) -> Any:
 # The scan proving a file names the account's app keys only. Sound, not complete: anything
 # it cannot account for (an appKey written with escapes, or followed by anything but a
 # plain string, an escaped ASCII letter anywhere that could spell "appKey", a CSV file)
-# sends the follow-up pass through every record, which then decides per record.
+# sends the follow-up pass through every record, which then decides per record. A blank
+# appKey names no key (`_app_key_problem` finds nothing in it), so it does not send the
+# follow-up through every record either.
 _APP_KEY_TOKEN = b'"appKey"'
 _APP_KEY_PAIR = re.compile(rb'"appKey"[ \t\r\n]{0,64}:[ \t\r\n]{0,64}"([^"\\]{0,1024})"')
 _ESCAPED_LETTER = re.compile(rb"\\u00(?:4[1-9A-Fa-f]|5[0-9Aa]|6[1-9A-Fa-f]|7[0-9Aa])")
 _JSON_FORMATS = frozenset({"ndjson", "json-array", "json-signals", "json-single"})
-_SCAN_BLOCK = 8 * 1024**2
+_SCAN_BLOCK = 1024**2  # while the two patterns look at it, a block stays in the cache
 _SCAN_OVERLAP = 4096  # longer than any pair the pattern takes
 _SCAN_HEAD = 64
 
@@ -416,6 +494,7 @@ def _all_app_keys_in(path: Path, keys: frozenset[str]) -> bool:
     """
     with path.open("rb") as raw:
         compressed = raw.read(2) == b"\x1f\x8b"
+    unvouched = _unvouched_app_key(keys)
     seen: set[bytes] = set()
     with gzip.open(path, "rb") if compressed else path.open("rb") as f:
         carry = f.read(_SCAN_HEAD)
@@ -430,17 +509,38 @@ def _all_app_keys_in(path: Path, keys: frozenset[str]) -> bool:
                 cut = len(data)
             if _ESCAPED_LETTER.search(data, 0, cut):
                 return False
-            pairs = _APP_KEY_PAIR.findall(data, 0, cut)
-            if data.count(_APP_KEY_TOKEN, 0, cut) != len(pairs):
-                return False
-            seen.update(pairs)
+            if unvouched is None or unvouched.search(data, 0, cut):
+                pairs = _APP_KEY_PAIR.findall(data, 0, cut)
+                if data.count(_APP_KEY_TOKEN, 0, cut) != len(pairs):
+                    return False
+                seen.update(pairs)
             if not block:
                 break
             carry = data[cut:]
     try:
-        return all(value.decode() in keys for value in seen)
+        return all(value.decode() in keys or not value.decode().strip() for value in seen)
     except UnicodeDecodeError:
         return False
+
+
+_QUICK_KEYS_MAX = 64
+
+
+def _unvouched_app_key(keys: frozenset[str]) -> re.Pattern[bytes] | None:
+    """A pattern finding an appKey token *not* followed by one of `keys` or a blank value
+    as a plain string: a block where it finds none needs no look at its pairs (one pass over
+    the block instead of three). None when the keys are too many for it."""
+    plain = [k.encode() for k in keys if k and '"' not in k and "\\" not in k]
+    if len(keys) > _QUICK_KEYS_MAX or len(plain) != len(keys):
+        return None
+    values = b"|".join(re.escape(k) for k in sorted(plain, key=len, reverse=True))
+    blank = rb"[ \t\r\n]{0,1024}"
+    return re.compile(
+        rb'"appKey"(?![ \t\r\n]{0,64}:[ \t\r\n]{0,64}"(?:'
+        + (values + b"|" if values else b"")
+        + blank
+        + rb')")'
+    )
 
 
 def _with_signals(fix: FixSuggestion, signals: int) -> FixSuggestion:

@@ -14,6 +14,11 @@ from outside) comes back to the import at most SIGNALS_TASK_MAX_STARTS times
 Progress: the child and its parts count the bytes and signals read in memory shared with
 this process (`ReadCounters`), which a thread here writes to the import's row twice a
 second; then the rows being stored.
+
+Storing: rows go from the child's files to the database as tuples, with COPY on
+PostgreSQL (`executemany` elsewhere). The validator's findings are stored as soon as the
+child says they are final, while its follow-up pass still runs (`_read_result`); the rest
+once it has answered.
 """
 
 from __future__ import annotations
@@ -23,14 +28,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from connectadmin.models import AppKey
@@ -44,8 +50,10 @@ from signals_app.models import (
 )
 from signals_app.services.deliveries import VALIDATE, GaveUp, counted_start
 from signals_app.services.reading import (
+    FINDINGS_FILE,
     OTHER_ACCOUNT,
     UNREGISTERED_APP_KEY,
+    VALIDATED_MARK,
     KeyDirectory,
     ReadJob,
     ReadResult,
@@ -70,11 +78,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["OTHER_ACCOUNT", "UNREGISTERED_APP_KEY", "import_validate", "problem_counts"]
 
-# Rows per INSERT: large enough to be cheap, small enough to keep memory flat.
-FINDINGS_CHUNK = 2000
-REJECTED_CHUNK = 200
-REJECTED_CHUNK_BYTES = 8 * 1024**2  # a record may be up to 16 MB: flush by size too
+# Rows per COPY (or executemany): large enough to be cheap, small enough to keep memory
+# flat and the progress moving.
+STORE_CHUNK_ROWS = 10_000
+STORE_CHUNK_BYTES = 8 * 1024**2  # a record may be up to 16 MB: cut by size too
 PROGRESS_EVERY_SECONDS = 0.5
+EARLY_POLL_SECONDS = 0.05  # how often the wait for the reader looks for its findings
 # Column sizes of ImportFinding: an unknown field's name comes from the file.
 _PATH_MAX = 500
 _CODE_MAX = 40
@@ -133,24 +142,31 @@ def _validate(signal_import: SignalImport) -> None:
         job = _read_job(signal_import, path, folder, size)
         counters = ReadCounters()
         reader = Forked(read_import, (job, counters), limits=_limits())
+        storing = _Storing(import_id, folder)
         try:
             with _ReadProgress(import_id, counters, size):
-                result = reader.result(timeout=_max_seconds())
+                result = _read_result(reader, storing)
         except UnreadableFile as exc:
+            storing.forget(signal_import)
             _mark_unreadable(import_id, str(exc))
             return
         except (MemoryError, ChildDied, TimedOut) as exc:
             logger.warning("import %s: reading stopped: %r", import_id, exc)
+            storing.forget(signal_import)
             _mark_unreadable(import_id, _cause(exc))
             return
         except Exception as exc:  # the reader itself broke: say so, do not loop on it
             logger.exception("import %s: the reader failed", import_id)
+            storing.forget(signal_import)
             _mark_failed(import_id, exc)
             return
+        except BaseException:
+            storing.forget(signal_import)
+            raise
         finally:
             reader.kill()  # a no-op once it has answered
         try:
-            _store(import_id, result)
+            _store(import_id, result, storing)
         except BaseException as exc:
             _delete_validation_rows(signal_import)
             _mark_failed(import_id, exc)
@@ -171,7 +187,7 @@ def _validate(signal_import: SignalImport) -> None:
         warnings=summary.warnings,
         contact_key_only=summary.contact_key_only,
         problem_counts=problem_counts(summary),
-        fix_suggestions=result.fix_suggestions,
+        fix_suggestions=_storable_fixes(result.fix_suggestions),
         findings_not_stored=result.findings_not_stored,
         records_not_stored=result.records_not_stored,
     )
@@ -310,86 +326,275 @@ class _ReadProgress:
 # --- storing what the reader kept ----------------------------------------------------------
 
 
-def _store(import_id: int, result: ReadResult) -> None:
-    """Load the reader's files: findings, rejected records and the rejected set, with the
-    rows stored so far on the import's row for its progress."""
-    total = result.findings_stored + result.records_stored
-    SignalImport.objects.filter(pk=import_id).update(
-        validation_phase="storing", rows_to_store=total, rows_stored=0
+def _read_result(reader: Forked[ReadResult], storing: _Storing) -> ReadResult:
+    """The reader's answer, waited for in a thread; meanwhile this thread stores the
+    validator's findings as soon as the reader says they are final, while its follow-up
+    pass runs on (that pass takes one core: the database and this process the other), and
+    the waiting thread the rejected records once the reader has answered (`_Storing`)."""
+    answer: list[tuple[bool, Any]] = []
+    answered = threading.Event()
+
+    def wait() -> None:
+        try:
+            result = reader.result(timeout=_max_seconds())
+        except BaseException as exc:  # raised again below, in this thread
+            answer.append((False, exc))
+            answered.set()
+            return
+        answer.append((True, result))
+        try:
+            storing.rejected_beside(result)
+        finally:
+            answered.set()
+
+    waiter = threading.Thread(target=wait, name="validation-reader", daemon=True)
+    waiter.start()
+    try:
+        while not answered.wait(EARLY_POLL_SECONDS):
+            storing.findings_if_ready()
+    except BaseException:
+        reader.kill()  # the waiter then ends soon
+        waiter.join()
+        raise
+    waiter.join()
+    ok, value = answer[0]
+    if not ok:
+        raise value
+    return cast(ReadResult, value)
+
+
+class _Storing:
+    """The storing of one import's rows, begun before the reader has answered: the
+    validator's findings once the reader says they are final (reading.VALIDATED_MARK),
+    while its follow-up pass runs; on PostgreSQL, outside a transaction, the rejected
+    records on a connection of their own as soon as it answers, beside the end of those
+    findings. `_store` then stores the rest; one progress counts them all."""
+
+    def __init__(self, import_id: int, folder: str) -> None:
+        self.import_id = import_id
+        self.mark = Path(folder) / VALIDATED_MARK
+        self.findings_path = str(Path(folder) / FINDINGS_FILE)
+        self.progress = _StoreProgress(import_id)
+        self.findings_bytes = 0  # of the findings file, stored
+        self.findings_looked = False
+        self.rejected_stored = False
+        self.rejected_error: BaseException | None = None
+        self.started = False  # rows may be stored: `forget` deletes them
+        # A second connection sees the import's row only once it is committed.
+        self.beside = db_connection.vendor == "postgresql" and not db_connection.in_atomic_block
+
+    def findings_if_ready(self) -> None:
+        if self.findings_looked or not self.mark.exists():
+            return
+        self.findings_looked = True
+        size, rows = map(int, self.mark.read_text().split())
+        if not rows:
+            return
+        self.started = True
+        self.progress.start(rows)
+        import_id = self.import_id
+        chunks = _chunks(self.findings_path, lambda data: _finding_row(import_id, data), 0, size)
+        _write_rows()(ImportFinding, FINDING_COLUMNS, chunks, self.progress)
+        self.progress.flush()
+        self.findings_bytes = size
+
+    def rejected_beside(self, result: ReadResult) -> None:
+        """In the thread that waited for the reader, with its own connection."""
+        if not self.beside or not result.records_stored:
+            return
+        self.started = True
+        import_id = self.import_id
+        try:
+            self.progress.start(result.findings_stored + result.records_stored)
+            chunks = _chunks(result.rejected_path, lambda data: _rejected_row(import_id, data))
+            _copy_rows(RejectedSignal, REJECTED_COLUMNS, chunks, self.progress)
+            self.rejected_stored = True
+        except BaseException as exc:  # `_store` raises it, as a failure to store
+            self.rejected_error = exc
+        finally:
+            db_connection.close()  # this thread's own
+
+    def forget(self, signal_import: SignalImport) -> None:
+        """Delete what was stored, when the reading failed after all."""
+        if self.started:
+            _delete_validation_rows(signal_import)
+
+
+def _write_rows() -> Callable[..., None]:
+    return _copy_rows if db_connection.vendor == "postgresql" else _insert_rows
+
+
+def _store(import_id: int, result: ReadResult, storing: _Storing | None = None) -> None:
+    """Load the reader's files: findings (those not stored yet, see `_Storing`), rejected
+    records and the rejected set, with the rows stored so far on the import's row for its
+    progress.
+
+    Rows go from the reader's NDJSON lines straight to the database, a tuple each (no model
+    instance): with COPY on PostgreSQL, `executemany` elsewhere, in chunks between which
+    the progress is written. Measured on 1,000,000 signals with 5 % errors (89,581
+    findings, 47,922 rejected records): bulk_create took 6.0–6.7 s, COPY 1.3–1.6 s."""
+    if storing is None:
+        storing = _Storing(import_id, str(Path(result.findings_path).parent))
+    if storing.rejected_error is not None:
+        raise storing.rejected_error
+    progress = storing.progress
+    progress.start(result.findings_stored + result.records_stored)
+    write = _write_rows()
+    findings = _chunks(
+        result.findings_path,
+        lambda data: _finding_row(import_id, data),
+        storing.findings_bytes,
     )
-    progress = _StoreProgress(import_id)
-    findings: list[ImportFinding] = []
-    for data in _lines(result.findings_path):
-        findings.append(_finding_row(import_id, data))
-        if len(findings) >= FINDINGS_CHUNK:
-            ImportFinding.objects.bulk_create(findings)
-            progress.add(len(findings))
-            findings = []
-    if findings:
-        ImportFinding.objects.bulk_create(findings)
-        progress.add(len(findings))
-    rejected: list[RejectedSignal] = []
-    chunk_bytes = 0
-    for data in _lines(result.rejected_path):
-        rejected.append(
-            RejectedSignal(
-                signal_import_id=import_id,
-                signal=data["signal"],
-                line=data["line"],
-                raw=data["raw"],
-            )
-        )
-        chunk_bytes += len(data["raw"])
-        if len(rejected) >= REJECTED_CHUNK or chunk_bytes >= REJECTED_CHUNK_BYTES:
-            RejectedSignal.objects.bulk_create(rejected)
-            progress.add(len(rejected))
-            rejected, chunk_bytes = [], 0
-    if rejected:
-        RejectedSignal.objects.bulk_create(rejected)
-        progress.add(len(rejected))
+    write(ImportFinding, FINDING_COLUMNS, findings, progress)
+    if not storing.rejected_stored:
+        rejected = _chunks(result.rejected_path, lambda data: _rejected_row(import_id, data))
+        write(RejectedSignal, REJECTED_COLUMNS, rejected, progress)
     RejectedSet.objects.create(
         signal_import_id=import_id, flags=result.rejected_flags, count=result.summary.rejected
     )
     progress.flush()
 
 
+Row = tuple[Any, ...]
+
+# The columns each row gives, in order; RejectedSignal.record stays NULL (the preview
+# parses `raw` when it shows a record).
+FINDING_COLUMNS = (
+    "signal_import_id",
+    "signal",
+    "line",
+    "path",
+    "path_pattern",
+    "severity",
+    "code",
+    "message",
+)
+REJECTED_COLUMNS = ("signal_import_id", "signal", "line", "raw")
+
+
+def _copy_rows(
+    model: type[Model],
+    columns: Sequence[str],
+    chunks: Iterable[list[Row]],
+    progress: _StoreProgress,
+) -> None:
+    """COPY the rows into the model's table, one COPY per chunk (each its own transaction,
+    as each bulk INSERT was: a failed run's rows are deleted by the caller)."""
+    quote = db_connection.ops.quote_name
+    sql = f"COPY {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) FROM STDIN"
+    with db_connection.cursor() as cursor:
+        raw_cursor = cursor.cursor  # psycopg 3's own, which has copy()
+        for rows in chunks:
+            with raw_cursor.copy(sql) as copy:
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
+            progress.add(len(rows))
+
+
+def _insert_rows(
+    model: type[Model],
+    columns: Sequence[str],
+    chunks: Iterable[list[Row]],
+    progress: _StoreProgress,
+) -> None:
+    """INSERT the rows with `executemany`, one transaction per chunk (SQLite: without one,
+    each row would be a transaction of its own)."""
+    quote = db_connection.ops.quote_name
+    placeholders = ", ".join(["%s"] * len(columns))
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) "
+        f"VALUES ({placeholders})"
+    )
+    for rows in chunks:
+        with transaction.atomic(), db_connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
+        progress.add(len(rows))
+
+
 class _StoreProgress:
+    """Rows stored, of rows to store, on the import's row: written every
+    PROGRESS_EVERY_SECONDS from whichever thread stores, never going back."""
+
     def __init__(self, import_id: int) -> None:
         self.import_id = import_id
         self.stored = 0
         self.shown_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def start(self, to_store: int) -> None:
+        """The storing phase, with at least `to_store` rows to store."""
+        rows = SignalImport.objects.filter(pk=self.import_id)
+        if not rows.filter(rows_to_store__lt=to_store).update(
+            validation_phase="storing", rows_to_store=to_store
+        ):
+            rows.update(validation_phase="storing")
 
     def add(self, rows: int) -> None:
-        self.stored += rows
-        if time.monotonic() - self.shown_at >= PROGRESS_EVERY_SECONDS:
-            self.flush()
+        with self._lock:
+            self.stored += rows
+            if time.monotonic() - self.shown_at < PROGRESS_EVERY_SECONDS:
+                return
+        self.flush()
 
     def flush(self) -> None:
-        self.shown_at = time.monotonic()
-        SignalImport.objects.filter(pk=self.import_id).update(rows_stored=self.stored)
+        with self._lock:
+            self.shown_at = time.monotonic()
+            stored = self.stored
+        SignalImport.objects.filter(pk=self.import_id, rows_stored__lt=stored).update(
+            rows_stored=stored
+        )
 
 
-def _lines(path: str) -> Iterator[dict[str, Any]]:
+def _chunks(
+    path: str, to_row: Callable[[dict[str, Any]], Row], start: int = 0, end: int | None = None
+) -> Iterator[list[Row]]:
+    """The rows of a reader's NDJSON file (from byte `start` to byte `end`, whole lines),
+    in lists of at most STORE_CHUNK_ROWS rows and about STORE_CHUNK_BYTES of text (a
+    rejected record may be up to 16 MB)."""
+    rows: list[Row] = []
+    size = 0
+    position = start
+    loads = orjson.loads
     with open(path, "rb") as file:
+        file.seek(start)
         for line in file:
-            yield orjson.loads(line)
+            if end is not None and position >= end:
+                break
+            position += len(line)
+            rows.append(to_row(loads(line)))
+            size += len(line)
+            if len(rows) >= STORE_CHUNK_ROWS or size >= STORE_CHUNK_BYTES:
+                yield rows
+                rows, size = [], 0
+    if rows:
+        yield rows
 
 
-def _finding_row(import_id: int, data: dict[str, Any]) -> ImportFinding:
-    return ImportFinding(
-        signal_import_id=import_id,
-        signal=data["signal"],
-        line=data["line"],
-        path=_clean_text(data["path"], _PATH_MAX),
-        path_pattern=_clean_text(path_pattern(data["path"]), _PATH_MAX),
-        severity=data["severity"],
-        code=data["code"][:_CODE_MAX],
-        message=_clean_text(data["message"]),
+def _finding_row(import_id: int, data: dict[str, Any]) -> Row:
+    """A finding as the row FINDING_COLUMNS name."""
+    path = data["path"]
+    return (
+        import_id,
+        data["signal"],
+        data["line"],
+        _clean_text(path, _PATH_MAX),
+        _clean_text(path_pattern(path), _PATH_MAX),
+        data["severity"],
+        data["code"][:_CODE_MAX],
+        _clean_text(data["message"]),
     )
 
 
+def _rejected_row(import_id: int, data: dict[str, Any]) -> Row:
+    """A rejected record as the row REJECTED_COLUMNS name (its text was cleaned of NUL by
+    the reader)."""
+    return (import_id, data["signal"], data["line"], data["raw"])
+
+
 def _clean_text(text: str, limit: int | None = None) -> str:
-    text = text.replace("\x00", "\ufffd")  # PostgreSQL refuses NUL in text
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")  # PostgreSQL refuses NUL in text
     return text[:limit] if limit is not None else text
 
 
@@ -449,12 +654,20 @@ def _mark_failed(import_id: int, exc: BaseException) -> None:
     )
 
 
+def _storable_fixes(suggestions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fix suggestions PostgreSQL's jsonb can hold: one whose text has a NUL (a value
+    from the file) is not offered rather than offered changed, as it would not apply."""
+    return [fix for fix in suggestions if b"\\u0000" not in orjson.dumps(fix)]
+
+
 def problem_counts(summary: Summary) -> list[dict[str, Any]]:
     """Summary.by_field as stored on the import: errors first, then by count."""
     signals = summary.signals_by_field
     rows: list[dict[str, Any]] = [
         {
-            "path": path,
+            # As the findings' path_pattern: the preview finds its examples by it, and
+            # PostgreSQL's jsonb refuses NUL as its text does.
+            "path": _clean_text(path, _PATH_MAX),
             "code": code,
             "severity": severity,
             "count": count,
