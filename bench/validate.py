@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
+import dataclasses
 import gzip
 import itertools
 import os
@@ -432,6 +433,16 @@ def build_contacts(rng: random.Random, count: int) -> list[Contact]:
     return contacts
 
 
+def _distinct_contact(contact: Contact, index: int) -> Contact:
+    """The contact made unique by `index`: its e-mail's local part, its phone's last
+    digits and its contact key carry it."""
+    local, _, domain = contact.email.partition("@")
+    email = f"{local}.{index}@{domain}"
+    phone = f"{contact.phone[:-7]}{index % 10_000_000:07d}"
+    value = {"email": email, "contactKey": f"{contact.value}-{index}"}.get(contact.kind, phone)
+    return dataclasses.replace(contact, value=value, email=email, phone=phone)
+
+
 # --- mutations: each gives exactly one finding of a known severity and code ---------------
 
 
@@ -744,8 +755,13 @@ class Generator:
         contacts: int,
         error_rate: float,
         warning_rate: float,
+        distinct: bool = False,
     ) -> None:
+        """`distinct`: every signal has a contact, a session and products of its own (no
+        cache of the validator's e-mail and phone checks is ever hit)."""
         self.rng: random.Random = FastRandom(seed)
+        self.distinct = distinct
+        self._serial = 0
         self.products = build_catalog(self.rng)
         self.contacts = build_contacts(self.rng, contacts)
         self.error_rate = error_rate
@@ -784,7 +800,12 @@ class Generator:
         return int(size * self.rng.random() ** power)
 
     def _product(self) -> Product:
-        return self.products[self._skewed(len(self.products), 2.0)]
+        product = self.products[self._skewed(len(self.products), 2.0)]
+        if not self.distinct:
+            return product
+        self._serial += 1
+        unique = f"{product.product_id}-{self._serial}"
+        return dataclasses.replace(product, product_id=unique, url=f"{product.url}?v={unique}")
 
     def _currency_code(self) -> str:
         return str(self._pick(self._currency, self._currency_cum))
@@ -819,8 +840,12 @@ class Generator:
 
     def signal(self, index: int, total: int, expected: Expected) -> dict[str, Any]:
         rng = self.rng
-        contact_index = self._skewed(len(self.contacts))
-        contact = self.contacts[contact_index]
+        if self.distinct:
+            contact_index = -1 - index  # a session of its own too
+            contact = _distinct_contact(build_contacts(rng, 1)[0], index)
+        else:
+            contact_index = self._skewed(len(self.contacts))
+            contact = self.contacts[contact_index]
         self.current_contact = contact
         kind = str(self._pick(self._types, self._type_cum))
         content: dict[str, Any] = {"signalType": kind}
