@@ -1290,7 +1290,13 @@ def test_a_claim_keeps_to_the_import_window_the_account_cap_and_a_pause(
     first, second, third, fourth = batches(signal_import)
 
     def claim(batch: ImportBatch) -> Any:
-        return sending._claim(batch, first_attempt=True, account_id=account.pk, window=2)
+        return sending._claim(
+            batch,
+            first_attempt=True,
+            account_id=account.pk,
+            window=2,
+            account_cap=sending._account_cap(account.pk),
+        )
 
     assert claim(first) is sending._Claim.TAKEN
     assert claim(first) is sending._Claim.GONE  # already IN_FLIGHT

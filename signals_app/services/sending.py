@@ -814,6 +814,7 @@ class _WindowRun:
         self.refresh_every = float(getattr(settings, "SIGNALS_SEND_REFRESH_SECONDS", 0.5))
         self.refresh_at = monotonic() + self.refresh_every
         self.polled_at = monotonic()
+        self.account_cap = _account_cap(self.account_id)
 
     def send(self, prefetch: _Prefetch, calls: Executor) -> None:
         while True:
@@ -838,6 +839,7 @@ class _WindowRun:
                 first_attempt=attempt.calls == 0,
                 account_id=self.account_id,
                 window=send_window(),
+                account_cap=self.account_cap,
             )
             if claim is _Claim.STOPPED:
                 self._hold(attempt, 0.0)
@@ -970,6 +972,7 @@ class _WindowRun:
         if clock >= self.refresh_at:
             self.refresh_at = clock + self.refresh_every
             update_counters(import_id=self.import_id)
+            self.account_cap = _account_cap(self.account_id)  # an admin may change it
         if self.stopping or (not now and clock - self.polled_at < _STATE_POLL_SECONDS):
             return
         self.polled_at = clock
@@ -1030,12 +1033,24 @@ def retry_delay(*, attempt: int, retry_after: float | None) -> float:
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
-def _claim(batch: ImportBatch, *, first_attempt: bool, account_id: int, window: int) -> _Claim:
+def _account_cap(account_id: int) -> int:
+    cap = (
+        ConnectAccount.objects.filter(pk=account_id)
+        .values_list("max_batches_in_flight", flat=True)
+        .first()
+    )
+    return max(1, cap or 1)
+
+
+def _claim(
+    batch: ImportBatch, *, first_attempt: bool, account_id: int, window: int, account_cap: int
+) -> _Claim:
     """PENDING -> IN_FLIGHT, committed before the call, and only while the import is
-    SENDING with no cancel asked, fewer than `window` of its batches and fewer than its
-    account's `max_batches_in_flight` are IN_FLIGHT, and Connect did not ask the account
-    to wait. The import's row is share-locked for the moment of the claim, so a claim and
-    _finish (which locks the row to close the import) never cross: once an import reads
+    SENDING with no cancel asked, fewer than `window` of its batches and fewer than
+    `account_cap` of its account's (`max_batches_in_flight`, read by the run) are
+    IN_FLIGHT, and Connect did not ask the account to wait. The import's row is
+    share-locked for the moment of the claim, so a claim and _finish (which locks the row
+    to close the import) never cross: once an import reads
     CANCELLED, FAILED or COMPLETED no lane claims another batch of it, not even one that
     went back to PENDING to wait out a Retry-After. On PostgreSQL the claims of one
     account take turns (a transaction-level advisory lock), so two runs never both see
@@ -1049,11 +1064,7 @@ def _claim(batch: ImportBatch, *, first_attempt: bool, account_id: int, window: 
                 cursor.execute(
                     "SELECT pg_advisory_xact_lock(%s, %s)", [_ACCOUNT_LOCK_NAMESPACE, account_id]
                 )
-        cap = (
-            ConnectAccount.objects.filter(pk=account_id)
-            .values_list("max_batches_in_flight", flat=True)
-            .first()
-        ) or 1
+        cap = account_cap
         in_flight = ImportBatch.objects.filter(state=BatchState.IN_FLIGHT).order_by()
         taken = (
             ImportBatch.objects.filter(pk=batch.pk, state=BatchState.PENDING)
