@@ -69,11 +69,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from connectadmin import alerts
-from connectadmin.models import ConnectAccount
+from connectadmin.models import AppKey, ConnectAccount
 from connectadmin.roles import SEND_LIVE
 from signals_app.connect_client import MAX_BATCH, ConnectClient, Outcome, SendResult, Timeouts
 from signals_app.models import (
@@ -1064,25 +1064,68 @@ def _claim(
                 cursor.execute(
                     "SELECT pg_advisory_xact_lock(%s, %s)", [_ACCOUNT_LOCK_NAMESPACE, account_id]
                 )
-        cap = account_cap
-        in_flight = ImportBatch.objects.filter(state=BatchState.IN_FLIGHT).order_by()
-        taken = (
-            ImportBatch.objects.filter(pk=batch.pk, state=BatchState.PENDING)
-            .filter(
-                ~Exists(in_flight.filter(signal_import_id=batch.signal_import_id)[window - 1 :]),
-                ~Exists(in_flight.filter(signal_import__app_key__account_id=account_id)[cap - 1 :]),
-                ~Exists(ConnectAccount.objects.filter(pk=account_id, send_paused_until__gt=now)),
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _claim_sql(first_attempt=first_attempt),
+                _claim_params(
+                    batch,
+                    first_attempt=first_attempt,
+                    now=now,
+                    account_id=account_id,
+                    window=window,
+                    cap=account_cap,
+                ),
             )
-            .update(
-                state=BatchState.IN_FLIGHT,
-                attempts=F("attempts") + 1,
-                started_at=now if first_attempt else F("started_at"),
-            )
-        )
+            taken = cursor.rowcount
         if taken:
             return _Claim.TAKEN
         state = ImportBatch.objects.filter(pk=batch.pk).values_list("state", flat=True).first()
         return _Claim.FULL if state == BatchState.PENDING else _Claim.GONE
+
+
+@functools.cache
+def _claim_sql(*, first_attempt: bool) -> str:
+    """The claim's UPDATE, written once: the ORM took over a millisecond of processor time
+    to compile it, for every batch. `NOT EXISTS (… OFFSET n - 1)`: fewer than n rows."""
+    batch, signal_import = ImportBatch._meta.db_table, SignalImport._meta.db_table
+    app_key, account = AppKey._meta.db_table, ConnectAccount._meta.db_table
+    started = "%s" if first_attempt else "started_at"
+    return (
+        f"UPDATE {batch} SET state = %s, attempts = attempts + 1, started_at = {started} "
+        "WHERE id = %s AND state = %s "
+        f"AND NOT EXISTS (SELECT 1 FROM {batch} WHERE signal_import_id = %s AND state = %s "
+        "LIMIT 1 OFFSET %s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {batch} AS f JOIN {signal_import} AS s "
+        "ON s.id = f.signal_import_id JOIN " + app_key + " AS k ON k.id = s.app_key_id "
+        "WHERE k.account_id = %s AND f.state = %s LIMIT 1 OFFSET %s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {account} WHERE id = %s AND send_paused_until > %s)"
+    )
+
+
+def _claim_params(
+    batch: ImportBatch,
+    *,
+    first_attempt: bool,
+    now: datetime,
+    account_id: int,
+    window: int,
+    cap: int,
+) -> list[Any]:
+    when = connection.ops.adapt_datetimefield_value(now)
+    return [
+        BatchState.IN_FLIGHT,
+        *([when] if first_attempt else []),
+        batch.pk,
+        BatchState.PENDING,
+        batch.signal_import_id,
+        BatchState.IN_FLIGHT,
+        window - 1,
+        account_id,
+        BatchState.IN_FLIGHT,
+        cap - 1,
+        account_id,
+        when,
+    ]
 
 
 def _pause_account(account_id: int, seconds: float) -> None:
