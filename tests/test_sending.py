@@ -1401,3 +1401,37 @@ def test_a_cancel_stops_the_window_at_once_while_it_waits_out_a_retry(
     assert signal_import.status == ImportStatus.CANCELLED
     states = sorted(batch.state for batch in batches(signal_import))
     assert states == [BatchState.PENDING] * 3 + [BatchState.SENT]
+
+
+def test_the_calls_in_flight_when_a_run_breaks_keep_their_outcomes(
+    imports_dir: Path,
+    marketer: User,
+    settings: Any,
+    one_batch_per_signal: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The file goes bad while read ahead with the window full: the run fails, and each
+    call already on its way still gets its outcome written (not left IN_FLIGHT, to be
+    called unknown by the next run)."""
+    settings.SIGNALS_SEND_WINDOW = 4
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    reading = sending._FileToSend.signals
+
+    def breaking(self: Any, from_signal: int) -> Iterator[tuple[int, dict[str, Any]]]:
+        for n, item in enumerate(reading(self, from_signal)):
+            if n == 6:
+                raise OSError("the disk went away")
+            yield item
+
+    monkeypatch.setattr(sending._FileToSend, "signals", breaking)
+    client = WindowClient(seconds=0.2)
+    with pytest.raises(OSError, match="the disk went away"):
+        sending.import_send_run(import_id=signal_import.pk, client=client)
+    states = [batch.state for batch in batches(signal_import)]
+    assert BatchState.IN_FLIGHT not in states
+    assert states.count(BatchState.SENT) == len(client.calls) >= 4
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.FAILED
+    assert signal_import.sent == len(client.calls)

@@ -60,7 +60,6 @@ from concurrent import futures
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
@@ -72,7 +71,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
-from connectadmin import alerts
+from connectadmin import alerts, files
 from connectadmin.models import AppKey, ConnectAccount
 from connectadmin.roles import SEND_LIVE
 from signals_app.connect_client import MAX_BATCH, ConnectClient, Outcome, SendResult, Timeouts
@@ -90,7 +89,7 @@ from signals_app.services.deliveries import SEND, GaveUp, clear_starts, counted_
 from signals_app.services.downloads import iter_valid_records
 from signals_app.services.errors import ImportRefused
 from signals_app.services.rejections import Rejections
-from signals_app.services.upload import app_key_refusal, import_file_path
+from signals_app.services.upload import app_key_refusal, import_file_exists, import_file_name
 from signals_app.validation.engine import unwrap
 from signals_app.validation.readers import Record, open_signal_file
 from signals_app.validation.schema import IDENTIFIABLE_ATTRIBUTES
@@ -187,7 +186,7 @@ class _FileToSend:
     """What reading an import's valid signals needs, taken from the database up front so
     that a thread can read the file without a database connection of its own."""
 
-    path: Path
+    name: str  # in the imports storage
     max_inflated: int
     rejected: Rejections
     app_key: str
@@ -197,7 +196,7 @@ class _FileToSend:
     def of(cls, signal_import: SignalImport, *, from_signal: int) -> _FileToSend:
         source = signal_import.validation_source
         return cls(
-            path=import_file_path(source),
+            name=import_file_name(source),
             max_inflated=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
             rejected=Rejections.of(source),
             app_key=signal_import.app_key.key,
@@ -207,7 +206,10 @@ class _FileToSend:
     def signals(self, from_signal: int) -> Iterator[tuple[int, dict[str, Any]]]:
         """As iter_valid_signals, without touching the database."""
         rejected = self.rejected
-        with open_signal_file(self.path, max_inflated_bytes=self.max_inflated) as signal_file:
+        with (
+            files.local_path(files.imports(), self.name) as path,
+            open_signal_file(path, max_inflated_bytes=self.max_inflated) as signal_file,
+        ):
             for record in signal_file:
                 if record.index < from_signal or record.index in rejected:
                     continue
@@ -817,13 +819,28 @@ class _WindowRun:
         self.account_cap = _account_cap(self.account_id)
 
     def send(self, prefetch: _Prefetch, calls: Executor) -> None:
-        while True:
-            if not self.stopping:
-                self._start_calls(prefetch, calls)
-            if not self.in_flight and (self.stopping or self._all_handed_out(prefetch)):
-                return
-            slept = self._wait_a_little(prefetch)
-            self._poll(now=slept)
+        try:
+            while True:
+                if not self.stopping:
+                    self._start_calls(prefetch, calls)
+                if not self.in_flight and (self.stopping or self._all_handed_out(prefetch)):
+                    return
+                slept = self._wait_a_little(prefetch)
+                self._poll(now=slept)
+        except BaseException:
+            self._settle_the_rest()
+            raise
+
+    def _settle_the_rest(self) -> None:
+        """The run broke (the file went bad while read ahead, the database): the calls
+        already in flight still get their outcomes written, not left to be called
+        unknown by the next run."""
+        for future in futures.as_completed(list(self.in_flight)):
+            attempt = self.in_flight.pop(future)
+            try:
+                self._settle(attempt, future.result())
+            except Exception:
+                log.exception("batch %s: its outcome could not be written", attempt.batch.pk)
 
     def _all_handed_out(self, prefetch: _Prefetch) -> bool:
         return prefetch.finished and not self.waiting and self.held is None
@@ -1533,7 +1550,7 @@ def import_signal_ids_with_lines(
         for index, signal_id in ids:
             yield index, None, signal_id
         return
-    if not import_file_path(source).exists():
+    if not import_file_exists(source):
         for index, signal_id in ids:
             yield index, None, signal_id
         return
