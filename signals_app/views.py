@@ -300,8 +300,17 @@ def _progress(signal_import: SignalImport) -> Progress | None:
             if counts.get(state)
         )
         facts.append(("Batches by state", states or "none yet"))
+        paused = signal_import.app_key.account.send_paused_until
+        if paused is not None and paused > timezone.now():
+            facts.append(
+                (
+                    "Connect asked to wait",
+                    f"no batch is sent before {paused:%H:%M:%S} UTC; sending then resumes "
+                    "by itself",
+                )
+            )
         if signal_import.cancel_requested:
-            left = "stopping after the current batch"
+            left = "stopping once the batches on their way are answered"
         return Progress("sending", int(fraction * 100), facts, left)
     return None
 
@@ -543,7 +552,11 @@ def import_cancel(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
     except ImportRefused as refused:
         messages.error(request, str(refused))
     else:
-        messages.info(request, "Cancelling: the import stops after its current batch.")
+        messages.info(
+            request,
+            "Cancelling: no new batch is sent; the batches already on their way are answered "
+            "first.",
+        )
     return redirect(_detail_url(signal_import))
 
 

@@ -757,6 +757,33 @@ def test_the_polled_progress_shows_the_batches_per_state(client: Client, markete
     assert "1 pending, 1 in flight, 2 sent, 1 outcome unknown" in body
 
 
+def test_the_progress_says_when_connect_asked_to_wait(client: Client, marketer: User) -> None:
+    """A 429 or Retry-After pauses every send of the account (services.sending): the
+    progress says until when, rather than a bar that stands still without a word."""
+    signal_import = make_import(
+        marketer,
+        status=ImportStatus.SENDING,
+        batches_total=2,
+        send_started_at=timezone.now() - timedelta(seconds=30),
+    )
+    add_batches(signal_import, ["sent", "pending"])
+    progress = {"HX-Request": "true", "HX-Target": "progress"}
+    assert (
+        "Connect asked to wait"
+        not in client.get(detail_url(signal_import), headers=progress).content.decode()
+    )
+    account = signal_import.app_key.account
+    account.send_paused_until = timezone.now() + timedelta(seconds=90)
+    account.save()
+    body = client.get(detail_url(signal_import), headers=progress).content.decode()
+    assert "Connect asked to wait" in body
+    assert f"no batch is sent before {account.send_paused_until:%H:%M:%S} UTC" in body
+    account.send_paused_until = timezone.now() - timedelta(seconds=1)  # the pause is over
+    account.save()
+    body = client.get(detail_url(signal_import), headers=progress).content.decode()
+    assert "Connect asked to wait" not in body
+
+
 def test_the_problem_table_takes_three_examples_per_group_in_one_query(
     marketer: User, django_assert_max_num_queries: Any
 ) -> None:

@@ -1273,7 +1273,8 @@ def _give_up(import_id: int, exc: Exception, *, message: str = "") -> None:
 
 
 def import_cancel(*, signal_import: SignalImport, user: User) -> SignalImport:
-    """Ask a sending import to stop after its current batch."""
+    """Ask a sending import to stop: no new batch is sent; the batches already on their
+    way get their outcomes."""
     with transaction.atomic():
         locked = SignalImport.objects.select_for_update().get(pk=signal_import.pk)
         if locked.status != ImportStatus.SENDING:
