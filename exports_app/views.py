@@ -376,7 +376,7 @@ def file_detail(request: HttpRequest, file_id: int) -> HttpResponse:
     if not export_file.fetched:
         raise Http404("This file is not in the archive yet.")
     signal_type = request.GET.get("type", "")
-    missing = not fetching.stored_path(export_file).exists()  # the disk lost it
+    missing = not fetching.is_stored(export_file)  # the storage lost it
     shown = (
         browsing.Preview([], [], 0, True)
         if missing
@@ -400,10 +400,11 @@ def file_detail(request: HttpRequest, file_id: int) -> HttpResponse:
 @login_required
 def file_download(request: HttpRequest, file_id: int) -> FileResponse:
     export_file = _file_or_404(request, file_id)
-    path = fetching.stored_path(export_file)
-    if not export_file.fetched or not path.exists():
+    if not export_file.fetched or not fetching.is_stored(export_file):
         raise Http404("This file is not in the archive.")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=export_file.name)
+    return FileResponse(
+        fetching.open_stored(export_file), as_attachment=True, filename=export_file.name
+    )
 
 
 # --- an account's SFTP tree ----------------------------------------------------------

@@ -11,6 +11,7 @@ import gzip
 import socket
 import uuid
 from datetime import time, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +21,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
+from connectadmin import files
 from connectadmin.models import AlertChannel
 from exports_app.models import ExportFile, ExportJob, ExportSchedule, HostKey, SshKey
-from exports_app.services import fetching
 from signals_app.models import BatchState, ImportStatus
 from tests.factories import make_account
 from tests.test_views import add_batches, make_import, make_user
@@ -158,7 +159,7 @@ def objects() -> dict[str, Any]:
         account=account, remote_path="Export/Signals/x.csv.gz", stored_name=uuid.uuid4().hex,
         fetched=True, fetched_by=owner, rows=0,
     )  # fmt: skip
-    stored = fetching.stored_path(export_file)
+    stored = Path(files.exports().path(export_file.stored_name))
     stored.parent.mkdir(parents=True, exist_ok=True)
     stored.write_bytes(gzip.compress(b"SIGNAL_TYPE,SIGNAL_CONTENT\n"))
     job = ExportJob.objects.create(

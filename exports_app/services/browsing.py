@@ -122,10 +122,12 @@ class Preview:
 
 def preview(export_file: ExportFile, *, signal_type: str = "", limit: int = 25) -> Preview:
     """The first `limit` rows (of `signal_type` only, when given) of an archived file."""
-    path = fetching.stored_path(export_file)
     rows: list[PreviewRow] = []
     scanned = 0
-    with gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="") as text:
+    with (
+        fetching.open_stored(export_file) as raw,
+        gzip.open(raw, "rt", encoding="utf-8", errors="replace", newline="") as text,
+    ):
         reader = csv.reader(text)
         header = [name.strip().upper() for name in next(reader, [])]
         columns = [c for c in PREVIEW_COLUMNS if c in header]

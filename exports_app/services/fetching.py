@@ -12,22 +12,20 @@ import functools
 import gzip
 import io
 import logging
-import os
 import time
 import uuid
 import zlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from connectadmin import alerts
+from connectadmin import alerts, files
 from exports_app import transfer
 from exports_app.models import ExportFile, ExportJob, JobStatus
 from exports_app.services.keys import account_session
@@ -49,18 +47,18 @@ class Contents:
     by_type: dict[str, int]
 
 
-def exports_dir() -> Path:
-    folder = Path(settings.EXPORTS_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def new_stored_name() -> str:
     return uuid.uuid4().hex + ".csv.gz"
 
 
-def stored_path(export_file: ExportFile) -> Path:
-    return Path(settings.EXPORTS_DIR) / export_file.stored_name
+def is_stored(export_file: ExportFile) -> bool:
+    """Whether the archive (the exports storage, connectadmin.files) holds the file."""
+    return files.exports().exists(export_file.stored_name)
+
+
+def open_stored(export_file: ExportFile) -> IO[bytes]:
+    """The archived file, to read as a stream."""
+    return cast(IO[bytes], files.exports().open(export_file.stored_name, "rb"))
 
 
 def queue_fetch(export_file: ExportFile) -> None:
@@ -74,11 +72,12 @@ def file_fetch(*, file_id: int, user: Any = None) -> ExportFile:
     again: a fetched file is left alone, a partial one resumed. Its rows are known when it
     is marked fetched; its rows per signal type are counted right after (count_types)."""
     export_file = ExportFile.objects.select_related("account").get(pk=file_id)
-    if export_file.fetched and stored_path(export_file).exists():
+    if export_file.fetched and is_stored(export_file):
         if not export_file.types_counted:
             count_types(export_file)
         return export_file
-    partial = exports_dir() / f"{export_file.stored_name}.part"
+    storage = files.exports()
+    partial = files.partial_path(storage, export_file.stored_name)
     try:
         arrived = transfer.transfer(
             functools.partial(account_session, export_file.account),
@@ -94,7 +93,7 @@ def file_fetch(*, file_id: int, user: Any = None) -> ExportFile:
         partial.unlink(missing_ok=True)
         _failed(export_file, str(exc))
         raise FetchFailed(str(exc)) from None
-    os.replace(partial, stored_path(export_file))
+    files.put_whole(storage, export_file.stored_name, partial)
     now = timezone.now()
     with transaction.atomic():
         ExportFile.objects.filter(pk=export_file.pk).update(
@@ -138,7 +137,7 @@ def archive_purge(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     removed = 0
     for export_file in ExportFile.objects.filter(fetched=True, keep_until__lte=now):
-        stored_path(export_file).unlink(missing_ok=True)
+        files.exports().delete(export_file.stored_name)
         ExportFile.objects.filter(pk=export_file.pk).update(fetched=False, removed_at=now)
         audit(
             action="export.archive_removed",
@@ -155,7 +154,8 @@ def count_types(export_file: ExportFile) -> None:
     """Rows per signal type of a fetched file (a full CSV read: slower than the row count,
     so after the file is marked fetched; the pages say it is being counted meanwhile)."""
     try:
-        contents = read_contents(stored_path(export_file))
+        with open_stored(export_file) as raw:
+            contents = read_contents(raw)
     except FetchFailed as exc:  # fetched and counted, yet not readable as CSV rows
         log.warning("counting types of %s: %s", export_file.remote_path, exc)
         by_type = {"(rows not readable)": export_file.rows or 0}
@@ -188,38 +188,37 @@ class _Capped(io.RawIOBase):
         return len(data)
 
 
-def read_contents(path: Path) -> Contents:
-    """Rows and rows per signal type of an export CSV (gzip), read as a stream; FetchFailed
-    when it is not what Connect writes."""
+def read_contents(raw: IO[bytes]) -> Contents:
+    """Rows and rows per signal type of an export CSV (gzip), read as a stream from `raw`
+    (seekable, at its start); FetchFailed when it is not what Connect writes."""
     by_type: Counter[str] = Counter()
     rows = 0
-    with path.open("rb") as raw:
-        if raw.read(2) != b"\x1f\x8b":
-            raise FetchFailed("the file is not gzip data, as Connect's export files are")
-        raw.seek(0)
-        stream = io.TextIOWrapper(
-            io.BufferedReader(_Capped(raw, settings.EXPORT_MAX_INFLATED_BYTES), 1 << 20),
-            encoding="utf-8",
-            errors="replace",
-            newline="",
-        )
-        try:
-            reader = csv.reader(stream)
-            header = next(reader, None)
-            if header is None:
-                raise FetchFailed("the file holds no CSV header")
-            names = [name.strip().upper() for name in header]
-            type_at = names.index("SIGNAL_TYPE") if "SIGNAL_TYPE" in names else None
-            content_at = names.index("SIGNAL_CONTENT") if "SIGNAL_CONTENT" in names else None
-            for row in reader:
-                rows += 1
-                by_type[_signal_type(row, type_at, content_at)] += 1
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise FetchFailed(
-                f"the gzip data is damaged or cut short after {rows} rows ({exc})"
-            ) from None
-        except csv.Error as exc:
-            raise FetchFailed(f"the CSV is malformed after {rows} rows ({exc})") from None
+    if raw.read(2) != b"\x1f\x8b":
+        raise FetchFailed("the file is not gzip data, as Connect's export files are")
+    raw.seek(0)
+    stream = io.TextIOWrapper(
+        io.BufferedReader(_Capped(raw, settings.EXPORT_MAX_INFLATED_BYTES), 1 << 20),
+        encoding="utf-8",
+        errors="replace",
+        newline="",
+    )
+    try:
+        reader = csv.reader(stream)
+        header = next(reader, None)
+        if header is None:
+            raise FetchFailed("the file holds no CSV header")
+        names = [name.strip().upper() for name in header]
+        type_at = names.index("SIGNAL_TYPE") if "SIGNAL_TYPE" in names else None
+        content_at = names.index("SIGNAL_CONTENT") if "SIGNAL_CONTENT" in names else None
+        for row in reader:
+            rows += 1
+            by_type[_signal_type(row, type_at, content_at)] += 1
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise FetchFailed(
+            f"the gzip data is damaged or cut short after {rows} rows ({exc})"
+        ) from None
+    except csv.Error as exc:
+        raise FetchFailed(f"the CSV is malformed after {rows} rows ({exc})") from None
     return Contents(rows, dict(by_type.most_common()))
 
 

@@ -78,9 +78,12 @@ def iter_valid_records(signal_import: SignalImport) -> Iterator[Record]:
     """
     source = signal_import.validation_source
     rejected = Rejections.of(source)
-    with open_signal_file(
-        import_file_path(source), max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
-    ) as signal_file:
+    with (
+        import_file_path(source) as path,
+        open_signal_file(
+            path, max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
+        ) as signal_file,
+    ):
         for record in signal_file:
             if record.index not in rejected:
                 yield record

@@ -23,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from connectadmin import files
 from connectadmin.models import AppKey
 from signals_app.models import ImportStatus, SignalImport, audit
 from signals_app.services.deliveries import WRITE_FIXED_FILE, GaveUp, counted_start
@@ -35,8 +36,9 @@ from signals_app.services.records import (
     validation_tier,
 )
 from signals_app.services.upload import (
+    import_file_exists,
+    import_file_name,
     import_file_path,
-    imports_dir,
     queue_validation,
     sanitize_file_name,
 )
@@ -348,19 +350,17 @@ def import_apply_fixes(*, signal_import: SignalImport, user: Any, fixes: list[st
 def import_preparing(signal_import: SignalImport) -> bool:
     """Whether the import is a corrected copy whose file is still being written: its file
     only appears, whole, once written."""
-    return (
-        signal_import.status == ImportStatus.UPLOADED
-        and not import_file_path(signal_import).exists()
-    )
+    return signal_import.status == ImportStatus.UPLOADED and not import_file_exists(signal_import)
 
 
 def import_write_fixed_file(*, import_id: int, source_id: int, fixes: list[str]) -> None:
     """The fix task's body: write the corrected file of an import made by import_apply_fixes
     (NDJSON, every signal of the source in order, fixed or not), then queue its validation.
 
-    Re-runnable: the file is written under a temporary name and renamed into place whole,
-    so a run cut short leaves no file under the import's name and the next run writes it
-    again from the start; a run that finds the file written only queues the validation.
+    Re-runnable: the file is written under a temporary name and handed to the imports
+    storage whole (connectadmin.files.put_whole), so a run cut short leaves no file under
+    the import's name and the next run writes it again from the start; a run that finds
+    the file written only queues the validation.
     """
     fixed = SignalImport.objects.select_related("app_key").get(pk=import_id)
     if fixed.status != ImportStatus.UPLOADED:
@@ -381,13 +381,13 @@ def import_write_fixed_file(*, import_id: int, source_id: int, fixes: list[str])
 
 def _write_and_queue(fixed: SignalImport, source_id: int, fixes: list[str]) -> None:
     import_id = fixed.pk
-    destination = import_file_path(fixed)
-    if not destination.exists():
-        partial = imports_dir() / f"{fixed.stored_name}.part"
+    storage, name = files.imports(), import_file_name(fixed)
+    if not storage.exists(name):
+        partial = files.partial_path(storage, name)
         try:
             source = SignalImport.objects.get(pk=source_id)
             _write_fixed_file(source, partial, set(fixes), fixed.app_key, import_id)
-            os.replace(partial, destination)
+            files.put_whole(storage, name, partial)
         except BaseException as exc:
             partial.unlink(missing_ok=True)
             # A failure, not the worker stopping (then the task, redelivered, writes the
@@ -400,7 +400,7 @@ def _write_and_queue(fixed: SignalImport, source_id: int, fixes: list[str]) -> N
                 )
             raise
     SignalImport.objects.filter(pk=import_id).update(
-        size_bytes=destination.stat().st_size, bytes_read=0, signals=0
+        size_bytes=storage.size(name), bytes_read=0, signals=0
     )
     queue_validation(fixed)
 
@@ -412,8 +412,9 @@ def _write_fixed_file(
     fast = FastPath(tier=tier, default_app_key=app_key.key)
     last = time.monotonic()
     with (
+        import_file_path(source) as path,
         open_signal_file(
-            import_file_path(source), max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
+            path, max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
         ) as signal_file,
         destination.open("wb") as out,  # "wb": what a run cut short left is written anew
     ):
@@ -442,7 +443,7 @@ def _write_fixed_file(
                     fix.apply(envelope)
             out.write(dumps(value) + b"\n")
         out.flush()
-        os.fsync(out.fileno())  # whole on disk before the rename makes it the import's file
+        os.fsync(out.fileno())  # whole on disk before it becomes the import's file
 
 
 _DATA_SUFFIXES = (".gz", ".json", ".ndjson", ".jsonl", ".csv", ".txt")

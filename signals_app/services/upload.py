@@ -1,27 +1,28 @@
 """Imports start here: the uploaded file kept under a generated name, the import row, and
 its validation queued (see `validation`).
 
-The file is stored as it arrives, never held in memory: Django's temporary file is moved
-into place when it can be, copied in chunks otherwise.
+The file goes into the imports storage (connectadmin.files) as it arrives, never held in
+memory: Django's temporary file is moved into a folder storage, streamed in chunks to any
+other.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import re
-import shutil
 import unicodedata
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from connectadmin import files
 from connectadmin.models import AppKey
 from signals_app.models import AuditEvent, ImportMode, ImportStatus, SignalImport, audit
 from signals_app.services.errors import ImportRefused
@@ -55,8 +56,12 @@ def import_create(
             return existing
 
     stored_name = uuid.uuid4().hex
-    destination = imports_dir() / stored_name
-    _store_upload(upload, destination)
+    storage = files.imports()
+    try:
+        files.save(storage, stored_name, upload)
+    except BaseException:
+        storage.delete(stored_name)  # what a save cut short left (a new name: only ours)
+        raise
     try:
         with transaction.atomic():
             signal_import = SignalImport.objects.create(
@@ -65,7 +70,7 @@ def import_create(
                 mode=mode,
                 original_name=sanitize_file_name(original_name),
                 stored_name=stored_name,
-                size_bytes=destination.stat().st_size,
+                size_bytes=storage.size(stored_name),
                 status=ImportStatus.UPLOADED,
                 idempotency_key=key,
             )
@@ -79,7 +84,7 @@ def import_create(
                 mode=mode,
             )
     except IntegrityError:
-        destination.unlink(missing_ok=True)
+        storage.delete(stored_name)
         if key is not None:
             # The other click of a double-click committed first: that import is the one.
             existing = SignalImport.objects.filter(created_by=user, idempotency_key=key).first()
@@ -87,7 +92,7 @@ def import_create(
                 return existing
         raise
     except BaseException:
-        destination.unlink(missing_ok=True)
+        storage.delete(stored_name)
         raise
     queue_validation(signal_import)
     return signal_import
@@ -143,37 +148,23 @@ def queue_validation(signal_import: SignalImport) -> None:
     tasks.validate_import.delay_on_commit(signal_import.pk)
 
 
-def imports_dir() -> Path:
-    directory = Path(settings.IMPORTS_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+def import_file_name(signal_import: SignalImport) -> str:
+    """The import's file's name in the imports storage (a promoted import reads its
+    source's file)."""
+    return signal_import.validation_source.stored_name
 
 
-def import_file_path(signal_import: SignalImport) -> Path:
-    """Where the import's file is kept (a promoted import reads its source's file)."""
-    return Path(settings.IMPORTS_DIR) / signal_import.validation_source.stored_name
+def import_file_exists(signal_import: SignalImport) -> bool:
+    return files.imports().exists(import_file_name(signal_import))
 
 
-def _store_upload(upload: IO[bytes] | UploadedFile, destination: Path) -> None:
-    """Move Django's temporary file into place when possible (no copy of a 1 GB file);
-    otherwise copy in chunks."""
-    temporary_path = getattr(upload, "temporary_file_path", None)
-    if callable(temporary_path):
-        try:
-            os.replace(temporary_path(), destination)
-            return  # Django's clean-up of the temporary file then finds nothing to delete
-        except OSError:
-            pass  # another file system: copy below
-    try:
-        with destination.open("xb") as out:
-            if isinstance(upload, UploadedFile):
-                for chunk in upload.chunks():
-                    out.write(chunk)
-            else:
-                shutil.copyfileobj(upload, out, 1024 * 1024)
-    except BaseException:
-        destination.unlink(missing_ok=True)
-        raise
+@contextmanager
+def import_file_path(signal_import: SignalImport, *, folder: str | None = None) -> Iterator[Path]:
+    """A path on this machine to read the import's file at, while the block runs (a copy
+    streamed into a scratch folder, `folder` when given, when the storage is not a folder
+    here: see connectadmin.files.local_path)."""
+    with files.local_path(files.imports(), import_file_name(signal_import), folder=folder) as path:
+        yield path
 
 
 _UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]+")

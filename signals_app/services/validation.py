@@ -136,9 +136,13 @@ def _validate(signal_import: SignalImport) -> None:
         signals=0,
     )
     _delete_validation_rows(signal_import)
-    path = import_file_path(signal_import)
-    size = signal_import.size_bytes or path.stat().st_size
-    with scratch.folder("validate") as folder:
+    with (
+        scratch.folder("validate") as folder,
+        # The forked reader opens a path: on this machine, a copy when the storage is no
+        # folder here (removed with the scratch folder).
+        import_file_path(signal_import, folder=folder) as path,
+    ):
+        size = signal_import.size_bytes or path.stat().st_size
         job = _read_job(signal_import, path, folder, size)
         counters = ReadCounters()
         reader = Forked(read_import, (job, counters), limits=_limits())

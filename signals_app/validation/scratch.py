@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PREFIX = "connectadmin-"
-KINDS = ("parts", "validate")
+KINDS = ("parts", "validate", "files")  # files: connectadmin.files.local_path's copies
 _TAGGED = re.compile(rf"{PREFIX}(?:{'|'.join(KINDS)})-(\d+)\.(\d+)-")
 UNTAGGED_AFTER_SECONDS = 24 * 3600
 

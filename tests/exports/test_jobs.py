@@ -16,6 +16,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from connectadmin import files
 from connectadmin.models import ConnectAccount, Region
 from exports_app import rules
 from exports_app.models import ExportFile, ExportJob, HostKey, JobStatus
@@ -116,7 +117,7 @@ def test_an_export_is_submitted_watched_fetched_and_counted(
     remote = sandbox.data / "sftp" / ULTIMATE_EMAIL / job.remote_path
     assert export_file.fetched and export_file.size_bytes == remote.stat().st_size
     assert export_file.sha256 == hashlib.sha256(remote.read_bytes()).hexdigest()
-    assert fetching.stored_path(export_file).read_bytes() == remote.read_bytes()
+    assert Path(files.exports().path(export_file.stored_name)).read_bytes() == remote.read_bytes()
     assert export_file.rows_by_type["order"] == 30
     assert export_file.rows_by_type["addToCart"] == 12
     assert export_file.rows == sum(export_file.rows_by_type.values())
@@ -164,7 +165,7 @@ def test_a_file_cut_more_often_than_allowed_fails_and_keeps_nothing_as_fetched(
     assert job.status == JobStatus.FAILED
     assert "Fetching the file failed" in job.error_message
     assert not ExportFile.objects.get().fetched
-    assert not fetching.stored_path(job.file).exists()
+    assert not Path(files.exports().path(job.file.stored_name)).exists()
     # The bytes so far are kept to resume: once the connection holds, the fetch completes.
     sandbox.faults(sftp_cut_after_bytes=None)
     export_file = fetching.file_fetch(file_id=job.file.pk)

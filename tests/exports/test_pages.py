@@ -18,6 +18,7 @@ from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from connectadmin import files
 from connectadmin.models import ConnectAccount
 from connectadmin.roles import Role
 from exports_app.models import ExportFile, ExportJob, ExportSchedule, JobStatus, Recurrence
@@ -201,7 +202,7 @@ def test_a_file_is_previewed_filtered_by_type_and_downloaded(
     download = client.get(f"{url}/download")
     body = b"".join(download.streaming_content)  # type: ignore[attr-defined]
     assert download["Content-Disposition"].startswith("attachment")
-    assert body == fetching.stored_path(job.file).read_bytes()
+    assert body == Path(files.exports().path(job.file.stored_name)).read_bytes()
     assert gzip.decompress(body).startswith(b"SIGNAL_TYPE") or gzip.decompress(body)
 
     _, stranger = person(Role.MARKETER, "someone-else")
@@ -244,7 +245,7 @@ def test_a_file_past_its_retention_leaves_the_archive_and_its_pages_say_so(
     user, client = person(Role.MARKETER)
     job = fetched_job(account, sandbox, user)
     assert job.file is not None and job.file.keep_until is not None
-    stored = fetching.stored_path(job.file)
+    stored = Path(files.exports().path(job.file.stored_name))
     assert fetching.archive_purge(now=job.file.keep_until - timedelta(seconds=1)) == 0
     assert stored.exists()
 
@@ -446,7 +447,7 @@ def test_a_file_whose_bytes_are_gone_says_so_instead_of_failing(
     user, client = person(Role.MARKETER)
     job = fetched_job(account, sandbox, user)
     assert job.file is not None
-    fetching.stored_path(job.file).unlink()
+    Path(files.exports().path(job.file.stored_name)).unlink()
     response = client.get(f"/exports/files/{job.file.pk}")
     page = response.content.decode()
     assert response.status_code == 200 and "The file is missing from the archive" in page

@@ -15,8 +15,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from connectadmin import files
 from exports_app.models import ExportJob, JobStatus
-from exports_app.services import fetching
 from tests.browser.test_pages import ARTIFACTS, browser, page  # noqa: F401  (fixtures)
 from tests.exports.test_jobs import ready_account
 from tests.integration.conftest import Workers
@@ -94,7 +94,7 @@ def test_a_marketer_schedules_an_export_watches_it_complete_previews_and_downloa
     saved = tmp_path / "downloaded.csv.gz"
     download_info.value.save_as(saved)
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == job.file.sha256
-    assert saved.read_bytes() == fetching.stored_path(job.file).read_bytes()
+    assert saved.read_bytes() == Path(files.exports().path(job.file.stored_name)).read_bytes()
 
     page.get_by_role("link", name="Preview the rows").click()
     page.wait_for_selector("table.preview")

@@ -26,8 +26,9 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from connectadmin import files
 from exports_app.models import ExportJob, JobStatus, Recurrence
-from exports_app.services import fetching, schedules
+from exports_app.services import schedules
 from tests.exports.test_jobs import ready_account
 from tests.integration.conftest import Workers
 from tests.sandbox.support import ULTIMATE_EMAIL, Sandbox
@@ -161,7 +162,7 @@ def test_the_command_waits_for_the_file_the_worker_fetches(
     text = out.getvalue()
     job = ExportJob.objects.get()
     assert job.status == JobStatus.FETCHED and job.file is not None
-    path = fetching.stored_path(job.file)
+    path = Path(files.exports().path(job.file.stored_name))
     assert f"file: {path}" in text and path.exists()
     assert f"sha256: {hashlib.sha256(path.read_bytes()).hexdigest()}" in text
     assert f"rows: {job.file.rows} (" in text and "addToCart 4" in text

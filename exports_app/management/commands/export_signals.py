@@ -28,11 +28,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from django.http import QueryDict
 
+from connectadmin import files
 from connectadmin.models import ConnectAccount
 from exports_app import rules
 from exports_app.forms import ExportForm
 from exports_app.models import ExportJob, JobStatus
-from exports_app.services import fetching, jobs
+from exports_app.services import jobs
 
 EXIT_INCOMPLETE = 1
 EXIT_BAD_INPUT = 2
@@ -220,7 +221,7 @@ class Command(BaseCommand):
             export_file.refresh_from_db()
         by_type = ", ".join(f"{t} {n}" for t, n in export_file.rows_by_type.items())
         self.stdout.write(
-            f"file: {fetching.stored_path(export_file)}\n"
+            f"file: {files.where(files.exports(), export_file.stored_name)}\n"
             f"rows: {export_file.rows}{f' ({by_type})' if by_type else ''}\n"
             f"bytes: {export_file.size_bytes}\n"
             f"sha256: {export_file.sha256}"
