@@ -2,9 +2,10 @@
 
 Every value comes from the environment with an embedded development default, so `make run`
 works with no configuration: SQLite and a file-system Celery broker under var/.
-DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and Redis (production and CI).
+DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and RabbitMQ or Redis (production, CI).
 """
 
+import json
 import os
 import re
 from datetime import timedelta
@@ -213,14 +214,30 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Longer than any task may run, so a task acknowledged late is never delivered twice
-    # while it is still running.
+    # while it is still running. It is also how long a killed worker's task waits before
+    # Redis hands it out again (the sweeps of CELERY_BEAT_SCHEDULE resume sends sooner).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600, minimum=60)
     }
+elif CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # RabbitMQ, the production broker that loses nothing: a dead worker's connection closes
+    # and RabbitMQ hands its unacknowledged task to another worker at once. Quorum queues
+    # are durable and replicated (they survive a broker restart); with publisher confirms
+    # a publish returns only once RabbitMQ holds the message.
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True  # no global QoS: quorum queues refuse it
+    # A countdown on a quorum queue goes through Celery's native delayed delivery (the
+    # celery_delayed_* exchanges and queues a worker declares as it starts), which routes
+    # through topic exchanges only: on a direct one the worker would hold the task instead.
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = "topic"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 else:
     raise SettingError(
-        f"CELERY_BROKER_URL={CELERY_BROKER_URL!r} is not supported; "
-        "use redis://host:port/db or leave it unset for the built-in file-system broker"
+        f"CELERY_BROKER_URL={CELERY_BROKER_URL!r} is not supported; use amqp://user:password"
+        "@host:port/vhost (RabbitMQ), redis://host:port/db, or leave it unset for the "
+        "built-in file-system broker"
     )
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -229,8 +246,8 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 4 * 3600, minimum=60)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_RESULT_BACKEND = None
 # Periodic tasks (celery beat with django_celery_beat's DatabaseScheduler, which copies
-# this schedule into its tables at start): resume sends whose worker died (SIGKILL leaves
-# the task unacknowledged until the broker's visibility timeout, hours by default).
+# this schedule into its tables at start): resume sends whose worker died (on Redis,
+# SIGKILL leaves the task unacknowledged until the visibility timeout, hours by default).
 CELERY_BEAT_SCHEDULE = {
     "resume-stalled-sends": {
         "task": "signals_app.tasks.resume_stalled_sends",
@@ -273,6 +290,33 @@ IMPORT_MAX_UPLOAD_BYTES = env_int("IMPORT_MAX_UPLOAD_BYTES", 1024**3, minimum=10
 # days), for EXPORT_ARCHIVE_DAYS; reading one stops past EXPORT_MAX_INFLATED_BYTES.
 EXPORTS_DIR = Path(env_str("EXPORTS_DIR", str(VAR_DIR / "exports")))
 EXPORT_ARCHIVE_DAYS = env_int("EXPORT_ARCHIVE_DAYS", 365, minimum=1)
+# Both kinds of files go through Django's storage API (connectadmin.files), so web processes
+# and workers on separate machines share them. By default they stay in IMPORTS_DIR and
+# EXPORTS_DIR, folders on this machine (or a shared volume mounted there). FILES_STORAGE
+# names another storage class for both, e.g. storages.backends.s3.S3Storage (an object
+# store, through django-storages), FILES_STORAGE_OPTIONS its options as a JSON object; each
+# then keeps its files under its own prefix (option "location"): imports/ and exports/.
+_files_storage = env_str("FILES_STORAGE", "")
+try:
+    _files_options = json.loads(env_str("FILES_STORAGE_OPTIONS", "{}"))
+except ValueError as exc:
+    raise SettingError(f"FILES_STORAGE_OPTIONS is not a JSON object: {exc}") from None
+if not isinstance(_files_options, dict):
+    raise SettingError("FILES_STORAGE_OPTIONS is not a JSON object")
+
+
+def _files(location: str, setting: str) -> dict[str, object]:
+    if not _files_storage:
+        return {"BACKEND": "connectadmin.files.FolderStorage", "OPTIONS": {"setting": setting}}
+    return {"BACKEND": _files_storage, "OPTIONS": {**_files_options, "location": location}}
+
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "imports": _files("imports", "IMPORTS_DIR"),
+    "exports": _files("exports", "EXPORTS_DIR"),
+}
 EXPORT_MAX_INFLATED_BYTES = env_int("EXPORT_MAX_INFLATED_MB", 16 * 1024, minimum=1) * 1024**2
 # How long a job is watched for its file before it is called failed.
 EXPORT_WATCH_HOURS = env_int("EXPORT_WATCH_HOURS", 12, minimum=1)

@@ -34,6 +34,14 @@ def require(ok: bool, reason: str) -> None:
     pytest.skip(f"COMPONENT MISSING, test skipped: {reason}")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "broker: depends on how the Celery broker delivers tasks; CI runs these on Redis, "
+        "then again on RabbitMQ (make pytest-rabbitmq)",
+    )
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not IN_CI:
         return

@@ -142,8 +142,8 @@ def test_the_keys_file_is_made_once_for_its_owner_and_then_used(tmp_path: Path) 
             "DATABASE_URL='postgres://app:***@db:port/app' cannot be used",
         ),
         (
-            {"CELERY_BROKER_URL": "amqp://guest@localhost//"},
-            "CELERY_BROKER_URL='amqp://guest@localhost//' is not supported",
+            {"CELERY_BROKER_URL": "sqs://guest@localhost//"},
+            "CELERY_BROKER_URL='sqs://guest@localhost//' is not supported",
         ),
         (
             {"FIELD_ENCRYPTION_KEYS": f"{Fernet.generate_key().decode()},my-old-secret"},

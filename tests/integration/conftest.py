@@ -1,7 +1,9 @@
 """The real parts for sending: the sandbox process and Celery worker processes, against
-PostgreSQL and Redis (CI sets DATABASE_URL and CELERY_BROKER_URL; elsewhere these tests
-skip loudly). The worker uses pytest-django's test database, so tests that enqueue work
-use `django_db(transaction=True)`: what the test writes is committed and visible."""
+PostgreSQL and Redis or RabbitMQ (CI sets DATABASE_URL and CELERY_BROKER_URL; elsewhere
+these tests skip loudly). The worker uses pytest-django's test database, so tests that
+enqueue work use `django_db(transaction=True)`: what the test writes is committed and
+visible. The tests marked `broker` run on Redis and again on RabbitMQ in CI (see the
+Makefile's pytest-rabbitmq)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from kombu import Exchange, Queue
 
 from connectadmin.celery import app as celery_app
 from tests.conftest import require
@@ -40,11 +43,20 @@ class Workers:
         self.started = 0
 
     def start(self, count: int = 1) -> None:
-        """Start `count` more worker processes and wait until each is ready."""
-        for _ in range(count):
-            self._start_one()
+        """Start `count` more worker processes together and wait until each is ready. Together:
+        on RabbitMQ a killed worker's tasks go to the first worker ready, so workers started
+        one after the other would take them up seconds apart."""
+        starting = [self._spawn() for _ in range(count)]
+        deadline = time.monotonic() + READY_TIMEOUT
+        for process, log in starting:
+            while b" ready." not in log.read_bytes():
+                if process.poll() is not None:
+                    pytest.fail(f"worker exited ({process.returncode}):\n{self.log_text()}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"worker not ready after {READY_TIMEOUT:g} s:\n{self.log_text()}")
+                time.sleep(0.1)
 
-    def _start_one(self) -> None:
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], Path]:
         self.started += 1
         log = self.logs / f"worker-{self.started}.log"
         command = [
@@ -63,13 +75,7 @@ class Workers:
                 start_new_session=True,
             )
         self.running.append(process)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while b" ready." not in log.read_bytes():
-            if process.poll() is not None:
-                pytest.fail(f"worker exited ({process.returncode}):\n{self.log_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"worker not ready after {READY_TIMEOUT:g} s:\n{self.log_text()}")
-            time.sleep(0.1)
+        return process, log
 
     def kill(self) -> None:
         """SIGKILL every worker and its pool: no clean-up, no acknowledgement."""
@@ -96,11 +102,32 @@ class Workers:
         )
 
 
+def broker_kind() -> str:
+    """The broker the test process and its workers use: "redis", "rabbitmq" or "" (the
+    file-system one, which no test of the real parts runs on)."""
+    scheme = os.environ.get("CELERY_BROKER_URL", "").partition("://")[0]
+    if scheme in ("redis", "rediss"):
+        return "redis"
+    if scheme in ("amqp", "amqps", "pyamqp"):
+        return "rabbitmq"
+    return ""
+
+
 @pytest.fixture
 def real_parts(django_db_setup: None) -> None:
-    broker = os.environ.get("CELERY_BROKER_URL", "")
-    require(broker.startswith("redis"), "Redis (CELERY_BROKER_URL=redis://...)")
+    require(
+        broker_kind() != "",
+        "Redis or RabbitMQ (CELERY_BROKER_URL=redis://... or amqp://...)",
+    )
     require(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL=postgres://...)")
+
+
+def delete_queue(queue: str) -> None:
+    """RabbitMQ keeps a quorum queue (durable) and its exchange after the workers are gone:
+    delete this test's own, so that nothing of it is left on the broker."""
+    with celery_app.connection_for_write() as conn:
+        Queue(queue, channel=conn.default_channel).delete()
+        Exchange(queue, channel=conn.default_channel).delete()
 
 
 @pytest.fixture
@@ -135,6 +162,8 @@ def workers(real_parts: None, imports_dir: Path, tmp_path: Path) -> Iterator[Wor
     finally:
         celery_app.conf.task_default_queue = previous
         pool.stop()
+        if broker_kind() == "rabbitmq":
+            delete_queue(queue)
 
 
 @pytest.fixture

@@ -163,6 +163,7 @@ def in_flight_and_received(signal_import: SignalImport, sandbox: Sandbox) -> set
     return flying if flying and stored == reached else set()
 
 
+@pytest.mark.broker  # CI runs it on RabbitMQ too
 def test_killing_the_workers_while_batches_are_on_their_way_loses_nothing_and_doubles_nothing(
     workers: Workers, sandbox: Sandbox, imports_dir: Path, settings: Any
 ) -> None:
@@ -222,6 +223,7 @@ def test_killing_the_workers_while_batches_are_on_their_way_loses_nothing_and_do
     assert signal_import.accepted + signal_import.unknown == total
 
 
+@pytest.mark.broker  # CI runs it on RabbitMQ too
 def test_a_worker_killed_mid_send_is_resumed_within_a_minute_by_the_sweep(
     workers: Workers, sandbox: Sandbox, imports_dir: Path, settings: Any
 ) -> None:
@@ -319,6 +321,7 @@ def wait_for_full_window(signal_import: SignalImport, sandbox: Sandbox) -> set[i
     pytest.fail("the window never had all its calls on their way at once")
 
 
+@pytest.mark.broker  # CI runs it on RabbitMQ too
 def test_a_worker_killed_with_its_whole_window_in_flight_loses_nothing_and_doubles_nothing(
     workers: Workers, sandbox: Sandbox, imports_dir: Path, settings: Any
 ) -> None:
