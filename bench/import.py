@@ -348,6 +348,8 @@ def create_database() -> None:
 def child_env(run_dir: Path, window: int) -> dict[str, str]:
     return {
         "SIGNALS_SEND_WINDOW": str(window),
+        # 1 GiB by default (a deliberate cap): the 10 M-signal file is 5.6 GB.
+        "IMPORT_MAX_UPLOAD_BYTES": str(16 * 1024**3),
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "connectadmin.settings",
         "DATABASE_URL": DB_URL,

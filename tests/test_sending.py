@@ -1435,3 +1435,22 @@ def test_the_calls_in_flight_when_a_run_breaks_keep_their_outcomes(
     signal_import.refresh_from_db()
     assert signal_import.status == ImportStatus.FAILED
     assert signal_import.sent == len(client.calls)
+
+
+def test_the_ledger_is_written_in_chunks_with_every_number_and_lane(
+    imports_dir: Path,
+    marketer: User,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.SIGNALS_BATCH_SIZE = 1
+    monkeypatch.setattr(sending, "_LEDGER_CHUNK", 7)
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    ledger = batches(signal_import)
+    valid = [n for n in range(TOTAL) if n not in REJECTED]
+    assert [b.number for b in ledger] == list(range(20))
+    assert [b.first_signal for b in ledger] == valid
+    lanes = sending.send_lanes()
+    assert [b.lane for b in ledger] == [n * lanes // 20 for n in range(20)]
