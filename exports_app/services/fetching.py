@@ -22,11 +22,12 @@ from typing import IO, Any, cast
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.db import transaction
 from django.utils import timezone
 
 from connectadmin import alerts, files
-from exports_app import transfer
+from exports_app import sftp_client, transfer
 from exports_app.models import ExportFile, ExportJob, JobStatus
 from exports_app.services.keys import account_session
 from signals_app.models import audit
@@ -77,7 +78,14 @@ def file_fetch(*, file_id: int, user: Any = None) -> ExportFile:
             count_types(export_file)
         return export_file
     storage = files.exports()
-    partial = files.partial_path(storage, export_file.stored_name)
+    try:
+        # Before any name of ours is made from it: a remote name that leaves the export
+        # folder, or an archive name that leaves the archive, is refused whole.
+        sftp_client.safe_remote_path(export_file.remote_path)
+        partial = files.partial_path(storage, export_file.stored_name)
+    except (sftp_client.SftpError, SuspiciousFileOperation) as exc:
+        _failed(export_file, str(exc))
+        raise FetchFailed(str(exc)) from None
     try:
         arrived = transfer.transfer(
             functools.partial(account_session, export_file.account),
