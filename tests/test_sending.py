@@ -1454,3 +1454,17 @@ def test_the_ledger_is_written_in_chunks_with_every_number_and_lane(
     assert [b.first_signal for b in ledger] == valid
     lanes = sending.send_lanes()
     assert [b.lane for b in ledger] == [n * lanes // 20 for n in range(20)]
+
+
+def test_the_counters_of_a_large_ledger_are_refreshed_less_often(
+    imports_dir: Path, marketer: User, settings: Any
+) -> None:
+    """The counters aggregate the whole ledger: for 20,000 batches (10 M signals) every
+    5 s, not every 0.5 s, so their cost per second does not grow with the import."""
+    settings.SIGNALS_SEND_REFRESH_SECONDS = 0.5
+    signal_import = sending.import_send(
+        signal_import=validated_import(imports_dir, marketer), user=marketer
+    )
+    assert sending._WindowRun(signal_import, FakeClient(), 1, on_progress=None).refresh_every == 0.5
+    signal_import.batches_total = 20_000
+    assert sending._WindowRun(signal_import, FakeClient(), 1, on_progress=None).refresh_every == 5.0
