@@ -173,6 +173,10 @@ def test_killing_the_workers_while_batches_are_on_their_way_loses_nothing_and_do
     the sandbox holds it once; every other batch is sent once."""
     settings.SIGNALS_BATCH_SIZE = 50
     settings.SIGNALS_SEND_LANES = 2
+    # One call in flight per lane, as this test was made for: with the window of 8 the
+    # lanes ran out of batches before ten kills on a slow day (the window's own kill test
+    # is test_a_worker_killed_with_its_whole_window_in_flight_...).
+    workers.env["SIGNALS_SEND_WINDOW"] = "2"
     total = 5000
     signal_import = make_import(imports_dir, sandbox, total=total, rejected=set())
     # The answer held a second after the call is stored: a wide window to catch it in.
