@@ -35,7 +35,7 @@ from tests.exports.test_jobs import ready_account, request
 from tests.integration.conftest import Workers, broker_kind
 from tests.integration.test_sending_live import (
     check_against_ledger,
-    in_flight_and_received,
+    first_batch_on_its_way,
     make_import,
     wait_done,
 )
@@ -115,13 +115,7 @@ def test_without_the_sweep_a_killed_workers_send_comes_back_at_once_on_rabbitmq_
     sandbox.faults(latency_ms=500)
     workers.start()
     sending.import_send(signal_import=signal_import, user=signal_import.created_by)
-    deadline = time.monotonic() + 60
-    flying: set[int] = set()
-    while not flying and time.monotonic() < deadline:
-        flying = in_flight_and_received(signal_import, sandbox)
-        time.sleep(0.02)
-    assert flying, "no batch was seen on its way"
-    caught = signal_import.batches.get(number=min(flying))
+    caught = first_batch_on_its_way(signal_import, sandbox)
     workers.kill()
     killed_at = time.monotonic()
     ledger = list(signal_import.batches.values_list("number", "state", "attempts"))

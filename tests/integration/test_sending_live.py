@@ -163,6 +163,17 @@ def in_flight_and_received(signal_import: SignalImport, sandbox: Sandbox) -> set
     return flying if flying and stored == reached else set()
 
 
+def first_batch_on_its_way(signal_import: SignalImport, sandbox: Sandbox) -> ImportBatch:
+    """The first batch seen provably on its way (see in_flight_and_received), within 60 s."""
+    deadline = time.monotonic() + 60
+    flying: set[int] = set()
+    while not flying and time.monotonic() < deadline:
+        flying = in_flight_and_received(signal_import, sandbox)
+        time.sleep(0.02)
+    assert flying, "no batch was seen on its way"
+    return signal_import.batches.get(number=min(flying))
+
+
 @pytest.mark.broker  # CI runs it on RabbitMQ too
 def test_killing_the_workers_while_batches_are_on_their_way_loses_nothing_and_doubles_nothing(
     workers: Workers, sandbox: Sandbox, imports_dir: Path, settings: Any
@@ -240,13 +251,7 @@ def test_a_worker_killed_mid_send_is_resumed_within_a_minute_by_the_sweep(
     sandbox.faults(latency_ms=500)
     workers.start()
     sending.import_send(signal_import=signal_import, user=signal_import.created_by)
-    deadline = time.monotonic() + 60
-    flying: set[int] = set()
-    while not flying and time.monotonic() < deadline:
-        flying = in_flight_and_received(signal_import, sandbox)
-        time.sleep(0.02)
-    assert flying, "no batch was seen on its way"
-    caught = signal_import.batches.get(number=min(flying))
+    caught = first_batch_on_its_way(signal_import, sandbox)
     workers.kill()
     killed_at = time.monotonic()
     workers.start()
