@@ -145,8 +145,10 @@ class Severity(models.TextChoices):
 class ImportFinding(models.Model):
     """One finding of the validator, stored in bulk; paged by keyset on (signal, id)."""
 
+    # No index of its own: the first index below starts with it (one index less to
+    # keep up while a million findings are loaded).
     signal_import = models.ForeignKey(
-        SignalImport, on_delete=models.CASCADE, related_name="findings"
+        SignalImport, on_delete=models.CASCADE, related_name="findings", db_index=False
     )
     signal = models.IntegerField()
     line = models.IntegerField(null=True, blank=True)
@@ -175,8 +177,9 @@ class ImportFinding(models.Model):
 class RejectedSignal(models.Model):
     """A rejected signal as found in the file, for the preview and for fixes."""
 
+    # No index of its own: the unique constraint's starts with it.
     signal_import = models.ForeignKey(
-        SignalImport, on_delete=models.CASCADE, related_name="rejected_signals"
+        SignalImport, on_delete=models.CASCADE, related_name="rejected_signals", db_index=False
     )
     signal = models.IntegerField()
     line = models.IntegerField(null=True, blank=True)

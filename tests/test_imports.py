@@ -899,22 +899,12 @@ def test_validation_over_several_processes_stores_what_the_single_pass_does(
     # The reader is a child process: what it calls is written to a file to be seen here.
     calls = tmp_path / "calls"
     monkeypatch.setattr(validate_module, "_stitch", _recorded(validate_module._stitch, calls))
-    real_forked = reading.Forked
-
-    def forking(function: Any, args: Any) -> Any:
-        with calls.open("a") as out:
-            out.write(f"Forked {function.__name__}\n")
-        return real_forked(function, args)
-
-    monkeypatch.setattr(reading, "Forked", forking)
     parallel_import = create(user, app_key, content, name)
     validation.import_validate(import_id=parallel_import.pk)
     parallel = _snapshot(parallel_import)
 
     recorded = calls.read_text().splitlines()
     assert "_stitch" in recorded, "the file was not split over processes"
-    # For JSON files the app-key scan ran in a process of its own, beside the parts.
-    assert ("Forked _all_app_keys_in" in recorded) == (not name.endswith(".csv"))
     assert parallel == single
     assert single["totals"][:3] == (300, 180, 120)
     assert {f[4] for f in single["findings"]} >= {"required", "enum", "unregistered_app_key"}
@@ -950,40 +940,71 @@ def _recorded(function: Any, calls: Path) -> Any:
 
 
 @pytest.mark.parametrize(
-    "line",
+    ("line", "others"),
     [
-        b'{"app\\u004bey": "nobody-knows-me", "identifiableAttributes": {"email": "a@b.c"}, '
-        b'"signalContent": {"signalType": "order", "currency": "USD", "orderId": "o"}}',
-        b'{"appKey": "nobody-knows-m\\u0065", "identifiableAttributes": {"email": "a@b.c"}, '
-        b'"signalContent": {"signalType": "order", "currency": "USD", "orderId": "o"}}',
-        b'{"appKey": 42}',
+        # Escapes in the key or in its value: the validator counts decoded values.
+        (
+            b'{"app\\u004bey": "stranger", "identifiableAttributes": {"email": "a@b.c"}, '
+            b'"signalContent": {"signalType": "order", "currency": "USD", "orderId": "o"}}',
+            1,
+        ),
+        (
+            b'{"appKey": "strange\\u0072", "identifiableAttributes": {"email": "a@b.c"}, '
+            b'"signalContent": {"signalType": "order", "currency": "USD", "orderId": "o"}}',
+            1,
+        ),
+        (
+            b'{"appKey": "shop-ke\\u0079", "identifiableAttributes": {"email": "a@b.c"}, '
+            b'"signalContent": {"signalType": "order", "currency": "USD", "orderId": "o"}}',
+            0,
+        ),
+        # Not clean (no currency), judged by the engine: counted there too.
+        (
+            b'{"appKey": "stranger", "identifiableAttributes": {"email": "a@b.c"}, '
+            b'"signalContent": {"signalType": "order", "orderId": "o"}}',
+            1,
+        ),
+        (
+            b'{"signal": {"appKey": "stranger", "identifiableAttributes": {"email": "a@b.c"}, '
+            b'"signalContent": {"signalType": "order", "currency": "USD", "orderId": "o"}}}',
+            1,
+        ),
+        # A blank key or one that is not a string names no key (the engine's errors).
+        (
+            b'{"appKey": "  ", "identifiableAttributes": {"email": "a@b.c"}, '
+            b'"signalContent": {"signalType": "order", "currency": "USD", "orderId": "o"}}',
+            0,
+        ),
+        (b'{"appKey": 42}', 0),
     ],
 )
-def test_the_app_key_scan_never_vouches_for_what_it_cannot_read(
-    line: bytes, tmp_path: Path
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_validator_counts_the_signals_naming_another_app_key(
+    line: bytes, others: int, workers: int, tmp_path: Path
 ) -> None:
+    """What tells the follow-up pass whether it must look at every record's app key: a
+    miss here would send a signal under the wrong account's API key."""
     path = tmp_path / "f.ndjson"
-    path.write_bytes(ndjson(order(0)) + line + b"\n")
-    assert not reading._all_app_keys_in(path, frozenset({"shop-key", "nobody-knows-me"}))
+    path.write_bytes(ndjson(*(order(n) for n in range(30))) + line + b"\n" + ndjson(order(31)))
+    options = validate_module.Options(app_keys=frozenset({"shop-key"}))
+    summary = validate_module.validate_file(path, options, workers=workers, parallel_min_bytes=0)
+    assert summary.other_app_keys == others
+    assert validate_module.validate_file(path, workers=workers).other_app_keys == 0
 
 
-def test_the_app_key_scan_reads_plain_files_across_blocks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(reading, "_SCAN_BLOCK", 100)
-    monkeypatch.setattr(reading, "_SCAN_OVERLAP", 30)
-    content = ndjson(*(order(n) for n in range(40)))
-    plain = tmp_path / "f.ndjson"
-    plain.write_bytes(content)
-    packed = tmp_path / "f.ndjson.gz"
-    packed.write_bytes(gzip.compress(content))
-    for file_path in (plain, packed):
-        assert reading._all_app_keys_in(file_path, frozenset({"shop-key"}))
-        assert not reading._all_app_keys_in(file_path, frozenset({"other"}))
-    stranger = order(40)
-    stranger["appKey"] = "stranger"
-    plain.write_bytes(content + ndjson(stranger))
-    assert not reading._all_app_keys_in(plain, frozenset({"shop-key"}))
+def test_the_validator_counts_other_app_keys_in_csv(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    rows = [
+        "appKey,identifiableAttributes.email,signalContent.signalType,"
+        "signalContent.currency,signalContent.orderId",
+        "shop-key,a@b.c,order,USD,o1",
+        "stranger,a@b.c,order,USD,o2",
+        "shop-key,a@b.c,order,,o3",
+        "stranger,a@b.c,order,,o4",
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    options = validate_module.Options(app_keys=frozenset({"shop-key"}))
+    assert validate_module.validate_file(path, options).other_app_keys == 2
 
 
 def test_an_escaped_unregistered_app_key_is_still_an_error(user: Any, app_key: Any) -> None:

@@ -362,22 +362,6 @@ def test_the_follow_up_takes_the_same_records_from_the_lines_it_needs(tmp_path: 
     assert picked == [records[i] for i in wanted]
 
 
-def test_a_blank_app_key_leaves_the_scan_vouching_for_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "f.ndjson"
-    lines = [
-        b'{"appKey": "shop-key", "signalContent": {}}',
-        b'{"appKey": "", "signalContent": {}}',
-        b'{"appKey" : "  ", "signalContent": {}}',
-    ]
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    assert reading._all_app_keys_in(path, frozenset({"shop-key"}))
-    assert not reading._all_app_keys_in(path, frozenset({"other"}))
-    # The quick pattern and the pairs' look agree, keys beyond what the pattern takes too.
-    many = frozenset({"shop-key", *(f"key-{n}" for n in range(100))})
-    assert reading._unvouched_app_key(many) is None
-    assert reading._all_app_keys_in(path, many)
-
-
 # --- the validator's findings, stored while the reader's follow-up pass runs ---------------
 
 

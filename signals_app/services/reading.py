@@ -22,13 +22,11 @@ Finding codes added here (beyond the validator's, see validation.findings.Code),
 from __future__ import annotations
 
 import codecs
-import gzip
-import re
 import zlib
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -40,7 +38,7 @@ from signals_app.services.fixes import FIXABLE_CODES, FixSuggestion, fixes_for
 from signals_app.services.records import NOT_PARSED, record_value
 from signals_app.validation.engine import unwrap
 from signals_app.validation.findings import ERROR, Finding, Summary, path_pattern
-from signals_app.validation.processes import Forked, ReadCounters
+from signals_app.validation.processes import ReadCounters
 from signals_app.validation.readers import Record, open_signal_file
 from signals_app.validation.validate import Options, validate_file
 
@@ -119,20 +117,12 @@ def read_import(job: ReadJob, counters: ReadCounters) -> ReadResult:
         file_format, compressed = signal_file.format, signal_file.compressed
     folder = Path(job.folder)
     keeper = _Keeper(folder, job.storage_budget)
-    keys_scan: Forked[bool] | None = None
-    if (
-        file_format in _JSON_FORMATS
-        and not compressed
-        and job.workers > 1
-        and Path(job.path).stat().st_size >= job.parallel_min_bytes
-    ):
-        # The scan of the app keys reads the whole file on one core: beside the
-        # validator's parts rather than after them.
-        keys_scan = Forked(_all_app_keys_in, (Path(job.path), job.keys.own))
     try:
         summary = validate_file(
             job.path,
-            job.options,
+            # The validator counts the signals naming a key outside the account's, so
+            # the follow-up knows whether it must look at every record's key.
+            replace(job.options, app_keys=job.keys.own),
             keeper,
             max_inflated_bytes=job.max_inflated,
             counters=counters,
@@ -142,15 +132,9 @@ def read_import(job: ReadJob, counters: ReadCounters) -> ReadResult:
         keeper.fixable.close()
         keeper.mark_validated()
         follow_up = _FollowUp(job, keeper, summary)
-        follow_up.run(
-            file_format,
-            keys_known=keys_scan.result() if keys_scan else None,
-            compressed=compressed,
-        )
+        follow_up.run(file_format, compressed=compressed)
     finally:
         keeper.close()
-        if keys_scan is not None:
-            keys_scan.kill()  # a no-op once its result is in
     flags = keeper.flags
     if len(flags) < summary.signals:
         flags.extend(bytes(summary.signals - len(flags)))
@@ -304,9 +288,10 @@ class _FollowUp:
     """The second pass: one streaming walk over the file, in step with the fixable
     findings, for the records that need more than their findings: the rejected ones (their
     record is kept for the preview), those with a fixable finding (the fixes the preview
-    offers), and every record naming an app key outside the chosen key's account. A cheap
-    scan of the raw bytes proves most files name the account's keys only; then this pass
-    reads just up to the last record it needs, and is skipped for a file without findings.
+    offers), and every record naming an app key outside the chosen key's account. The
+    validator counts those (Summary.other_app_keys); when there are none, as in most files,
+    this pass reads just up to the last record it needs, only the flagged lines of an
+    uncompressed NDJSON file, and nothing for a file without findings.
     """
 
     def __init__(self, job: ReadJob, keeper: _Keeper, summary: Summary) -> None:
@@ -315,16 +300,11 @@ class _FollowUp:
         self.summary = summary
         self.fixes: dict[str, FixSuggestion] = {}
 
-    def run(
-        self, file_format: str, *, keys_known: bool | None = None, compressed: bool = True
-    ) -> None:
-        """`keys_known`: what _all_app_keys_in said of the file, when it was asked
-        already (None: ask it here)."""
+    def run(self, file_format: str, *, compressed: bool = True) -> None:
         job = self.job
-        if keys_known is None:
-            keys_known = file_format in _JSON_FORMATS and _all_app_keys_in(
-                Path(job.path), job.keys.own
-            )
+        # The validator counted the signals naming a key outside the account's (its
+        # Options.app_keys are the account's keys).
+        keys_known = self.summary.other_app_keys == 0
         last = self.keeper.last_flagged(_HAS_ERROR | _FIXABLE)
         if keys_known and last < 0:
             return  # the common case of a clean file: nothing to read again
@@ -469,78 +449,6 @@ def _file_app_key(record: Record) -> Any:
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None  # not an object: the engine has reported it
     return peek.appKey
-
-
-# The scan proving a file names the account's app keys only. Sound, not complete: anything
-# it cannot account for (an appKey written with escapes, or followed by anything but a
-# plain string, an escaped ASCII letter anywhere that could spell "appKey", a CSV file)
-# sends the follow-up pass through every record, which then decides per record. A blank
-# appKey names no key (`_app_key_problem` finds nothing in it), so it does not send the
-# follow-up through every record either.
-_APP_KEY_TOKEN = b'"appKey"'
-_APP_KEY_PAIR = re.compile(rb'"appKey"[ \t\r\n]{0,64}:[ \t\r\n]{0,64}"([^"\\]{0,1024})"')
-_ESCAPED_LETTER = re.compile(rb"\\u00(?:4[1-9A-Fa-f]|5[0-9Aa]|6[1-9A-Fa-f]|7[0-9Aa])")
-_JSON_FORMATS = frozenset({"ndjson", "json-array", "json-signals", "json-single"})
-_SCAN_BLOCK = 1024**2  # while the two patterns look at it, a block stays in the cache
-_SCAN_OVERLAP = 4096  # longer than any pair the pattern takes
-_SCAN_HEAD = 64
-
-
-def _all_app_keys_in(path: Path, keys: frozenset[str]) -> bool:
-    """True only when every appKey the file's JSON records can name is one of `keys`.
-
-    Blocks are cut after a newline, so a token never straddles two blocks; a pair that
-    does (a newline between key and value at a block's end) only costs the full pass.
-    """
-    with path.open("rb") as raw:
-        compressed = raw.read(2) == b"\x1f\x8b"
-    unvouched = _unvouched_app_key(keys)
-    seen: set[bytes] = set()
-    with gzip.open(path, "rb") if compressed else path.open("rb") as f:
-        carry = f.read(_SCAN_HEAD)
-        while True:
-            block = f.read(_SCAN_BLOCK)
-            data = carry + block
-            if block:
-                cut = data.rfind(b"\n", 0, len(data) - _SCAN_OVERLAP) + 1
-                if cut <= 0:
-                    cut = max(len(data) - _SCAN_OVERLAP, 0)
-            else:
-                cut = len(data)
-            if _ESCAPED_LETTER.search(data, 0, cut):
-                return False
-            if unvouched is None or unvouched.search(data, 0, cut):
-                pairs = _APP_KEY_PAIR.findall(data, 0, cut)
-                if data.count(_APP_KEY_TOKEN, 0, cut) != len(pairs):
-                    return False
-                seen.update(pairs)
-            if not block:
-                break
-            carry = data[cut:]
-    try:
-        return all(value.decode() in keys or not value.decode().strip() for value in seen)
-    except UnicodeDecodeError:
-        return False
-
-
-_QUICK_KEYS_MAX = 64
-
-
-def _unvouched_app_key(keys: frozenset[str]) -> re.Pattern[bytes] | None:
-    """A pattern finding an appKey token *not* followed by one of `keys` or a blank value
-    as a plain string: a block where it finds none needs no look at its pairs (one pass over
-    the block instead of three). None when the keys are too many for it."""
-    plain = [k.encode() for k in keys if k and '"' not in k and "\\" not in k]
-    if len(keys) > _QUICK_KEYS_MAX or len(plain) != len(keys):
-        return None
-    values = b"|".join(re.escape(k) for k in sorted(plain, key=len, reverse=True))
-    blank = rb"[ \t\r\n]{0,1024}"
-    return re.compile(
-        rb'"appKey"(?![ \t\r\n]{0,64}:[ \t\r\n]{0,64}"(?:'
-        + (values + b"|" if values else b"")
-        + blank
-        + rb')")'
-    )
 
 
 def _with_signals(fix: FixSuggestion, signals: int) -> FixSuggestion:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
@@ -199,9 +199,12 @@ def _key_count_lines(signal_type: str, scanned: bool) -> list[str]:
     return lines
 
 
-@cache
+@lru_cache(maxsize=256)
 def _signal_check(
-    signal_type: str, default_app_key: bool, scan: Callable[[bytes], int] | None
+    signal_type: str,
+    default_app_key: bool,
+    scan: Callable[[bytes], int] | None,
+    app_keys: frozenset[str] | None = None,
 ) -> Callable[[Any, Any, int], int]:
     """The whole check after the typed decode of a signal of this type, generated as one
     plain function the way dataclasses generates __init__ (a msgspec constraint or hook,
@@ -210,7 +213,9 @@ def _signal_check(
     identifiable attribute, checked by library: e-mail, phone), then the content, then,
     given the signal's JSON text `raw`, that no key was written twice: by `scan`, the
     compiled scanner of duplicates.py, or without it by counting keys (`n`: keys around
-    the envelope, 1 for a wrapper). NOT_SURE, CLEAN or CLEAN_CONTACT_KEY_ONLY. For
+    the envelope, 1 for a wrapper). With `app_keys`, a signal naming another app key is
+    not clean either (`elif a not in APP_KEYS`), so the engine sees it (Options.app_keys).
+    NOT_SURE, CLEAN or CLEAN_CONTACT_KEY_ONLY. For
     pageView with no default app key, without the scanner (the key count shortened):
 
         def check(s, raw, n):
@@ -239,6 +244,7 @@ def _signal_check(
         # Without a default, a signal needs its own appKey; with one, it may go without.
         "    if a is UNSET: " + ("pass" if default_app_key else "return NOT_SURE"),
         "    elif a.isspace(): return NOT_SURE",
+        *(["    elif a not in APP_KEYS: return NOT_SURE"] if app_keys is not None else []),
         "    ids = s.identifiableAttributes",
         # None is an error, several are ambiguous: the engine says which.
         "    if len(ids) != 1: return NOT_SURE",
@@ -259,6 +265,7 @@ def _signal_check(
         "catalog_datetime_problem": catalog_datetime_problem,
         "identifier_value_unfit": _identifier_value_unfit,
         "scan": scan,
+        "APP_KEYS": app_keys,
     }
     source = "\n".join(lines) + "\n"
     exec(compile(source, f"<fast path check for {signal_type}>", "exec"), namespace)
@@ -331,14 +338,20 @@ def _union(members: tuple[type[Struct], ...]) -> Any:
 class FastPath:
     """Recognises clean signals for one tier and default app key."""
 
-    def __init__(self, *, tier: Tier, default_app_key: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        tier: Tier,
+        default_app_key: str | None,
+        app_keys: frozenset[str] | None = None,
+    ) -> None:
         self._envelope_decoder, self._wrapper_decoder, self._envelope, self._wrapper = _decoders(
             tier
         )
         # Per decoded content type, the check after the decode.
         scan = key_scanner()
         self._checks = {
-            struct: _signal_check(name, bool(default_app_key), scan)
+            struct: _signal_check(name, bool(default_app_key), scan, app_keys)
             for name, struct in _CONTENT_STRUCTS.items()
         }
         self.prefer_wrapper = False

@@ -116,6 +116,8 @@ class Summary:
     # Signals whose only identifiable attribute is a contactKey: Connect discards them
     # when no such contact exists, which the preview says once (SPEC §2).
     contact_key_only: int = 0
+    # Signals naming a non-blank appKey outside Options.app_keys, when given.
+    other_app_keys: int = 0
     by_field: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     # The signals with each of them (a signal with the same problem twice counts once).
     signals_by_field: Counter[tuple[str, str, str]] = field(default_factory=Counter)
@@ -150,6 +152,7 @@ class Summary:
         self.errors += other.errors
         self.warnings += other.warnings
         self.contact_key_only += other.contact_key_only
+        self.other_app_keys += other.other_app_keys
         self.by_field.update(other.by_field)
         self.signals_by_field.update(other.signals_by_field)
 

@@ -72,6 +72,11 @@ class BadEncoding(UnreadableFile):
 class Options:
     tier: Tier = "ultimate"
     default_app_key: str | None = None
+    # The app keys an import's signals may name without a second look (the chosen key's
+    # account's): the summary counts the signals naming another (Summary.other_app_keys),
+    # so the caller knows whether it must read the file again to say whose key each is.
+    # None (the command line): not counted.
+    app_keys: frozenset[str] | None = None
 
 
 class _Judge:
@@ -81,7 +86,9 @@ class _Judge:
         self, options: Options, sink: FindingSink | None, writer: IssueWriter | None = None
     ) -> None:
         self.options = options
-        self.fast = FastPath(tier=options.tier, default_app_key=options.default_app_key)
+        self.fast = FastPath(
+            tier=options.tier, default_app_key=options.default_app_key, app_keys=options.app_keys
+        )
         self.sink = sink
         self.writer = writer  # instead of the sink: takes the issue without a Finding
         self.summary = Summary()
@@ -140,6 +147,15 @@ class _Judge:
         if not self.fast.prefer_wrapper and wrapped:
             self.fast.prefer_wrapper = True  # a wrapper file: decode wrappers first
         issues = check.issues
+        if self.options.app_keys is not None:
+            app_key = unwrap(value)[0]
+            app_key = app_key.get("appKey") if isinstance(app_key, dict) else None
+            if (
+                isinstance(app_key, str)
+                and app_key.strip()
+                and app_key not in self.options.app_keys
+            ):
+                self.summary.other_app_keys += 1
         if raw is not None:
             # The text's repeated keys, which the decoded value no longer shows.
             duplicates = duplicate_issues(raw, value, wrapped=wrapped)
