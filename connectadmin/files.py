@@ -4,7 +4,8 @@ storage) and the export archive (the "exports" storage).
 Both are Django storages (settings.STORAGES), so the web process and workers on other
 machines reach the same files. By default they are folders on this machine (IMPORTS_DIR,
 EXPORTS_DIR: what `make run` has always used); a deployment on several machines points
-them at a shared volume or at an object store (FILES_STORAGE, see settings and README).
+them at a shared volume or at an object store (FILES_STORAGE, see settings and README:
+django-storages' S3 storage, as connectadmin.s3 bounds its memory).
 
 Files are written and read as streams, never whole in memory. What needs a path on this
 machine (the forked validation reader, the gzip readers) asks `local_path`: the storage's

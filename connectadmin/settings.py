@@ -296,7 +296,11 @@ EXPORT_ARCHIVE_DAYS = env_int("EXPORT_ARCHIVE_DAYS", 365, minimum=1)
 # names another storage class for both, e.g. storages.backends.s3.S3Storage (an object
 # store, through django-storages), FILES_STORAGE_OPTIONS its options as a JSON object; each
 # then keeps its files under its own prefix (option "location"): imports/ and exports/.
+# django-storages' S3 storage reads an object whole into memory before its first byte:
+# connectadmin.s3's, which streams it and bounds uploads' memory, stands in for it.
 _files_storage = env_str("FILES_STORAGE", "")
+if _files_storage in ("storages.backends.s3.S3Storage", "storages.backends.s3boto3.S3Boto3Storage"):
+    _files_storage = "connectadmin.s3.S3Storage"
 try:
     _files_options = json.loads(env_str("FILES_STORAGE_OPTIONS", "{}"))
 except ValueError as exc:

@@ -73,11 +73,14 @@ def test_the_settings_keep_the_old_folders_unless_told_otherwise(tmp_path: Path)
         FILES_STORAGE="storages.backends.s3.S3Storage",
         FILES_STORAGE_OPTIONS='{"bucket_name": "connectadmin"}',
     )
+    # django-storages' S3 class named, connectadmin's streaming one used (connectadmin.s3).
     assert s3["imports"] == {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        "BACKEND": "connectadmin.s3.S3Storage",
         "OPTIONS": {"bucket_name": "connectadmin", "location": "imports"},
     }
     assert s3["exports"]["OPTIONS"]["location"] == "exports"
+    other = storages(FILES_STORAGE="tests.object_store.ObjectStoreStandIn")
+    assert other["imports"]["BACKEND"] == "tests.object_store.ObjectStoreStandIn"
 
 
 def test_a_folder_storage_is_read_where_it_is(folders: Path) -> None:

@@ -1,10 +1,12 @@
 """Web and worker on separate machines: each with a private data folder of its own
 (CONNECTADMIN_VAR_DIR, and its own temporary folder), sharing only the file storage,
 PostgreSQL and Redis. The web side is the Django test client in this process; the worker
-is a real Celery worker process. The shared storage is tests.object_store's stand-in for
-an object store, which has no `path()`: nothing can open a stored file by a path of
-another process's folder, and whatever needs a local file copies it, streamed, into a
-scratch folder of its own and removes it.
+is a real Celery worker process. The shared storage is, in turn, tests.object_store's
+stand-in for an object store, and a bucket of a real S3-compatible server (moto's, in a
+process of its own) through django-storages' S3Storage, configured as a deployment is
+(FILES_STORAGE, FILES_STORAGE_OPTIONS). Neither has a `path()`: nothing can open a stored
+file by a path of another process's folder, and whatever needs a local file copies it,
+streamed, into a scratch folder of its own and removes it.
 
 A marketer uploads a file, the worker validates it, the marketer applies a fix (the worker
 writes the corrected file), sends the corrected import to the sandbox, and downloads the
@@ -21,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import pytest
@@ -32,8 +34,10 @@ from django.urls import reverse
 from connectadmin.celery import app as celery_app
 from connectadmin.models import ConnectAccount, Region
 from signals_app.models import ImportStatus, SignalImport
+from tests.conftest import require
 from tests.factories import make_app_key
 from tests.integration.conftest import Workers, broker_kind, delete_queue
+from tests.object_store import MotoS3, moto_installed, running_moto_s3
 from tests.sandbox.support import ULTIMATE_EMAIL, ULTIMATE_KEY, Sandbox
 from tests.test_views import make_user
 
@@ -45,29 +49,105 @@ SIGNALS = 1200
 WAIT_SECONDS = 90.0
 
 
+class SharedStorage(Protocol):
+    """The file storage both machines reach, as each is configured to reach it and as the
+    test looks into it (not through the product's code)."""
+
+    web_backend: str  # STORAGES' BACKEND in this process
+    worker_backend: str  # FILES_STORAGE of the worker
+
+    @property
+    def options(self) -> dict[str, str]:
+        """FILES_STORAGE_OPTIONS of both."""
+        ...
+
+    def stored(self) -> dict[str, int]:
+        """Every file it holds, "imports/<name>" -> size."""
+        ...
+
+    def read(self, key: str) -> bytes: ...
+
+
+@dataclass
+class StandInFolder:
+    root: Path
+    web_backend: str = STAND_IN
+    worker_backend: str = STAND_IN
+
+    @property
+    def options(self) -> dict[str, str]:
+        return {"root": str(self.root)}
+
+    def stored(self) -> dict[str, int]:
+        return {
+            path.relative_to(self.root).as_posix(): path.stat().st_size
+            for path in self.root.rglob("*")
+            if path.is_file()
+        }
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+
+@dataclass
+class Bucket:
+    server: MotoS3
+    name: str
+    web_backend: str = "connectadmin.s3.S3Storage"
+    # The class an operator names, as django-storages' documentation does (settings use
+    # connectadmin.s3's in its place).
+    worker_backend: str = "storages.backends.s3.S3Storage"
+
+    @property
+    def options(self) -> dict[str, str]:
+        return self.server.options(self.name)
+
+    def stored(self) -> dict[str, int]:
+        return self.server.objects(self.name)
+
+    def read(self, key: str) -> bytes:
+        body = self.server.client().get_object(Bucket=self.name, Key=key)["Body"]
+        return bytes(body.read())
+
+
 @dataclass
 class Machines:
     web: Path  # the web process's private data folder (this process)
     worker: Path  # the worker's
-    shared: Path  # the file storage both reach
+    shared: SharedStorage  # the file storage both reach
     workers: Workers
 
 
-def _private_storage_settings(settings: Any, shared: Path) -> None:
-    options = {"root": str(shared)}
+def _private_storage_settings(settings: Any, shared: SharedStorage) -> None:
+    backend, options = shared.web_backend, shared.options
     settings.STORAGES = {
         **settings.STORAGES,
-        "imports": {"BACKEND": STAND_IN, "OPTIONS": {**options, "location": "imports"}},
-        "exports": {"BACKEND": STAND_IN, "OPTIONS": {**options, "location": "exports"}},
+        "imports": {"BACKEND": backend, "OPTIONS": {**options, "location": "imports"}},
+        "exports": {"BACKEND": backend, "OPTIONS": {**options, "location": "exports"}},
     }
+
+
+@pytest.fixture(params=["stand-in", "s3"])
+def shared_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedStorage]:
+    if request.param == "stand-in":
+        (tmp_path / "shared-storage").mkdir()
+        yield StandInFolder(tmp_path / "shared-storage")
+        return
+    require(moto_installed(), "moto (pip install -r requirements.txt): the S3 server tests")
+    with running_moto_s3(tmp_path / "s3-server") as server:
+        yield Bucket(server, server.new_bucket())
 
 
 @pytest.fixture
 def machines(
-    real_parts: None, tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+    real_parts: None,
+    shared_storage: SharedStorage,
+    tmp_path: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Machines]:
-    web, worker, shared = tmp_path / "web", tmp_path / "worker", tmp_path / "shared-storage"
-    for folder in (web / "tmp", web / "uploads-in-progress", worker / "tmp", shared):
+    web, worker, shared = tmp_path / "web", tmp_path / "worker", shared_storage
+    for folder in (web / "tmp", web / "uploads-in-progress", worker / "tmp"):
         folder.mkdir(parents=True)
     # The web process: its data folder, its uploads in progress, its scratch copies.
     settings.VAR_DIR = web
@@ -91,8 +171,8 @@ def machines(
         "TMPDIR": str(worker / "tmp"),
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
-        "FILES_STORAGE": STAND_IN,
-        "FILES_STORAGE_OPTIONS": json.dumps({"root": str(shared)}),
+        "FILES_STORAGE": shared.worker_backend,
+        "FILES_STORAGE_OPTIONS": json.dumps(shared.options),
         "TEST_CELERY_QUEUE": queue,
         "PYTHONUNBUFFERED": "1",
     }
@@ -172,7 +252,7 @@ def test_web_and_worker_with_private_folders_share_only_the_storage(
     )
     app_key = make_app_key(account=account, key=APP_KEY, label="Shop", tier="ultimate")
     client.force_login(make_user("mia", "marketer"))
-    outside = machines.shared.parent / "outside"
+    outside = machines.web.parent / "outside"
     outside.mkdir()
     uploaded = write_file(outside)
 
@@ -184,7 +264,7 @@ def test_web_and_worker_with_private_folders_share_only_the_storage(
         )
     assert response.status_code == 302, response.context["form"].errors
     source = SignalImport.objects.get()
-    assert (machines.shared / "imports" / source.stored_name).read_bytes() == uploaded
+    assert machines.shared.read(f"imports/{source.stored_name}") == uploaded
     source = wait_for(source, lambda i: i.status == ImportStatus.VALIDATED, machines.workers)
     assert (source.signals, source.rejected) == (SIGNALS, 2)
 
@@ -200,7 +280,7 @@ def test_web_and_worker_with_private_folders_share_only_the_storage(
     fixed = SignalImport.objects.exclude(pk=source.pk).get()
     fixed = wait_for(fixed, lambda i: i.status == ImportStatus.VALIDATED, machines.workers)
     assert (fixed.signals, fixed.rejected) == (SIGNALS, 1)
-    assert (machines.shared / "imports" / fixed.stored_name).exists()
+    assert f"imports/{fixed.stored_name}" in machines.shared.stored()
 
     # The corrected file's valid signals, downloaded through the web.
     valid = streamed(client.get(reverse("signals:download_valid", args=[fixed.public_id])))
@@ -228,6 +308,7 @@ def test_web_and_worker_with_private_folders_share_only_the_storage(
         assert named == [], f"{private.name} holds {named}"
         same_size = [p for p in left if p.stat().st_size in (len(uploaded), fixed.size_bytes)]
         assert same_size == [], f"{private.name} holds {same_size}"
-    assert sorted(p.name for p in files_under(machines.shared)) == sorted(
-        [source.stored_name, fixed.stored_name]
-    )
+    assert machines.shared.stored() == {
+        f"imports/{source.stored_name}": len(uploaded),
+        f"imports/{fixed.stored_name}": fixed.size_bytes,
+    }
