@@ -6,7 +6,8 @@ from django.contrib.admin.widgets import AdminURLFieldWidget
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from connectadmin.models import AppKey, ConnectAccount
+from connectadmin.models import AppKey, AttentiveAccount, ConnectAccount
+from connectadmin.settings_forms import AttentiveAccountForm
 
 STORED_KEY_HELP = "A key is stored. Leave blank to keep it, or paste a new key to replace it."
 
@@ -101,3 +102,17 @@ class AppKeyAdmin(admin.ModelAdmin[AppKey]):
     search_fields = ["key", "label", "account__name"]
     autocomplete_fields = ["account"]
     readonly_fields = ["created"]
+
+
+@admin.register(AttentiveAccount)
+class AttentiveAccountAdmin(admin.ModelAdmin[AttentiveAccount]):
+    # The Settings page's form: the API key write-only, an empty endpoint Attentive's own.
+    form = AttentiveAccountForm
+    list_display = ["name", "graphql_endpoint", "rate_limit", "updated"]
+    search_fields = ["name"]
+    readonly_fields = ["created", "updated"]
+    fieldsets = [
+        (None, {"fields": ["name", "graphql_endpoint", "rate_limit"]}),
+        ("Credentials", {"fields": ["api_key"]}),
+        ("History", {"fields": ["created", "updated"]}),
+    ]

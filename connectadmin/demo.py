@@ -47,4 +47,13 @@ DEMO_ACCOUNTS = (
     ),
 )
 
+# One Attentive account, against the sandbox's Attentive endpoint (devstack starts the
+# sandbox with this key).
+DEMO_ATTENTIVE_NAME = "Demo Attentive (sandbox)"
 DEMO_ATTENTIVE_KEY = "demo-attentive-key"
+
+
+def demo_attentive_endpoint() -> str:
+    from django.conf import settings  # read when called: this module is also plain data
+
+    return f"http://127.0.0.1:{settings.SANDBOX_HTTP_PORT}/v1/graphql"

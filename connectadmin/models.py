@@ -1,6 +1,7 @@
-"""Connect accounts and their application keys."""
+"""Connect accounts and their application keys; Attentive accounts."""
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -143,6 +144,78 @@ class AppKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.key})" if self.label else self.key
+
+
+# --- Attentive (SPEC §6, seeds/004): custom events, a second destination ---------------
+
+# Attentive's one GraphQL endpoint (the seed's example); the sandbox serves it at
+# http://127.0.0.1:<port>/v1/graphql.
+ATTENTIVE_ENDPOINT = "https://api.attentivemobile.com/v1/graphql"
+ATTENTIVE_MAX_RATE_LIMIT = 1000
+# Hosts a key may be sent to without TLS: this machine (the sandbox), nothing else.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def default_attentive_rate_limit() -> int:
+    return int(settings.ATTENTIVE_RATE_LIMIT)
+
+
+class AttentiveAccount(models.Model):
+    """An Attentive API key (one token) and where to use it. The key is write-only: stored
+    encrypted like the Connect keys (rotate_encryption_keys covers it) and never shown."""
+
+    name = models.CharField(max_length=100, unique=True)
+    api_key = EncryptedTextField(
+        "API key", help_text="Stored encrypted; never displayed again once saved."
+    )
+    graphql_endpoint = models.URLField(
+        "GraphQL endpoint",
+        max_length=300,
+        default=ATTENTIVE_ENDPOINT,
+        help_text="Attentive's own, or the local sandbox's (http://127.0.0.1:8765/v1/graphql by "
+        "default).",
+    )
+    rate_limit = models.PositiveSmallIntegerField(
+        "Requests per second at most",
+        default=default_attentive_rate_limit,
+        validators=[MinValueValidator(1), MaxValueValidator(ATTENTIVE_MAX_RATE_LIMIT)],
+        help_text="Attentive allows 150 requests a second per API key and answers “too many "
+        "requests” beyond. The limit is held across every worker together, not per worker.",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "Attentive account"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.graphql_endpoint:  # created outside forms (seed_demo, shell)
+            self.graphql_endpoint = ATTENTIVE_ENDPOINT
+        super().save(*args, **kwargs)
+
+    @property
+    def endpoint_host(self) -> str:
+        """The endpoint's host (and port when it is not the scheme's), for lists."""
+        parts = urlsplit(self.graphql_endpoint)
+        return parts.netloc.rpartition("@")[2] or self.graphql_endpoint
+
+    def clean(self) -> None:
+        # The API key travels in a header: in clear text only to this machine (the sandbox).
+        endpoint = self.graphql_endpoint
+        if endpoint and not endpoint.startswith("https://"):
+            host = (urlsplit(endpoint).hostname or "").lower()
+            if host not in LOOPBACK_HOSTS:
+                raise ValidationError(
+                    {
+                        "graphql_endpoint": "Use an https:// address: the API key travels "
+                        "with every call. Only this machine (the local sandbox) may be called "
+                        "over http://."
+                    }
+                )
 
 
 class Heartbeat(models.Model):

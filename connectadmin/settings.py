@@ -342,6 +342,10 @@ SIGNALS_SEND_WINDOW = env_int("SIGNALS_SEND_WINDOW", 8, minimum=1, maximum=64)
 # A lane of a send without a live run, quiet for this long, is enqueued again by the
 # sweep (resume_stalled_sends, every 15 s); a run shows life every few seconds.
 SIGNALS_SEND_LANE_QUIET_SECONDS = env_int("SIGNALS_SEND_LANE_QUIET_SECONDS", 30, minimum=5)
+# Sending to Attentive (SPEC §6): at most this many createCustomEvent calls a second per
+# API key (Attentive allows 150 and answers 429 beyond), held across every worker; the
+# default of a new Attentive account, which may set its own on its settings page.
+ATTENTIVE_RATE_LIMIT = env_int("ATTENTIVE_RATE_LIMIT", 150, minimum=1, maximum=1000)
 # Poison work ends: a task whose work dies this many times in a row is given up.
 SIGNALS_TASK_MAX_STARTS = env_int("SIGNALS_TASK_MAX_STARTS", 3, minimum=1)
 # Reading an import's file runs in a child process with these limits (services.validation):

@@ -9,7 +9,15 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import User
 
-from connectadmin.models import MAX_BATCHES_IN_FLIGHT, AppKey, ConnectAccount, default_endpoint
+from connectadmin.models import (
+    ATTENTIVE_ENDPOINT,
+    ATTENTIVE_MAX_RATE_LIMIT,
+    MAX_BATCHES_IN_FLIGHT,
+    AppKey,
+    AttentiveAccount,
+    ConnectAccount,
+    default_endpoint,
+)
 from connectadmin.roles import Role
 from connectadmin.team import active_admins, may_send_live, role_of, send_live_from_role
 
@@ -129,6 +137,88 @@ class AccountForm(CheckedAsTyped, forms.ModelForm[ConnectAccount]):
         """Left empty: what the account had (a new one: the default)."""
         value = self.cleaned_data.get("max_batches_in_flight")
         return int(value) if value is not None else self.instance.max_batches_in_flight
+
+
+class AttentiveAccountForm(CheckedAsTyped, forms.ModelForm[AttentiveAccount]):
+    """As the Connect account's form: the API key is write-only (never rendered, never in
+    the initial data; on an existing account an empty field keeps the stored key), and
+    an empty endpoint is Attentive's own."""
+
+    graphql_endpoint = forms.URLField(
+        label="Custom GraphQL endpoint",
+        required=False,
+        max_length=300,
+        assume_scheme="https",
+        help_text=f"Leave empty for Attentive's own ({ATTENTIVE_ENDPOINT}). Fill it in for "
+        "another, such as the local sandbox's (http://127.0.0.1:8765/v1/graphql by default).",
+    )
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        # hx-preserve: the live check's swap keeps what was typed (it is never sent back).
+        widget=forms.PasswordInput(
+            render_value=False, attrs={"autocomplete": "new-password", "hx-preserve": "true"}
+        ),
+        help_text="The key of an Attentive app with the custom events permission: paste it "
+        "here. It is stored encrypted and never shown again.",
+    )
+    rate_limit = forms.IntegerField(
+        label=AttentiveAccount._meta.get_field("rate_limit").verbose_name.capitalize(),
+        required=False,
+        min_value=1,
+        max_value=ATTENTIVE_MAX_RATE_LIMIT,
+        help_text=AttentiveAccount._meta.get_field("rate_limit").help_text,
+    )
+
+    class Meta:
+        model = AttentiveAccount
+        fields = ["name", "graphql_endpoint", "api_key", "rate_limit"]
+        help_texts = {"name": "A name people recognise, such as the Attentive company's."}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial.pop("api_key", None)
+        self.fields["rate_limit"].initial = self.instance.rate_limit
+        if self.instance.graphql_endpoint == ATTENTIVE_ENDPOINT:
+            self.initial["graphql_endpoint"] = ""  # Attentive's own shows as "empty"
+        if self.has_stored_key:
+            self.fields["api_key"].help_text = (
+                "A key is stored (not shown). Leave empty to keep it, or paste a new key to "
+                "replace it."
+            )
+
+    @property
+    def has_stored_key(self) -> bool:
+        return self.instance.pk is not None and bool(self.instance.api_key)
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        others = AttentiveAccount.objects.exclude(pk=self.instance.pk)
+        if others.filter(name__iexact=name).exists():
+            raise forms.ValidationError(f"An Attentive account named {name} exists already.")
+        return name
+
+    def clean_graphql_endpoint(self) -> str:
+        value: str = self.cleaned_data["graphql_endpoint"]
+        return value or ATTENTIVE_ENDPOINT
+
+    def clean_api_key(self) -> str:
+        value: str = self.cleaned_data["api_key"]
+        if not value and not self.has_stored_key:
+            raise forms.ValidationError("Paste the key Attentive showed you.")
+        return value
+
+    def clean_rate_limit(self) -> int:
+        """Left empty: what the account had (a new one: ATTENTIVE_RATE_LIMIT)."""
+        value = self.cleaned_data.get("rate_limit")
+        return int(value) if value is not None else self.instance.rate_limit
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        if cleaned is not None and cleaned.get("api_key") == "":
+            del cleaned["api_key"]  # absent: the model keeps the stored key
+        return cleaned
 
 
 class AppKeyForm(CheckedAsTyped, forms.ModelForm[AppKey]):

@@ -17,6 +17,23 @@ urlpatterns = [
     path("app-keys", views.app_keys, name="app_keys"),
     path("app-keys/new", views.app_key_new, name="app_key_new"),
     path("app-keys/<int:app_key_id>", views.app_key_edit, name="app_key_edit"),
+    path("attentive", views.attentive_accounts, name="attentive_accounts"),
+    path("attentive/new", views.attentive_account_new, name="attentive_account_new"),
+    path(
+        "attentive/<int:attentive_id>",
+        views.attentive_account_edit,
+        name="attentive_account_edit",
+    ),
+    path(
+        "attentive/<int:attentive_id>/test",
+        views.attentive_account_test,
+        name="attentive_account_test",
+    ),
+    path(
+        "attentive/<int:attentive_id>/delete",
+        views.attentive_account_delete,
+        name="attentive_account_delete",
+    ),
     path("users", views.users, name="users"),
     path("users/<int:user_id>", views.user_edit, name="user_edit"),
     path("users/<int:user_id>/invite", views.user_invite_again, name="user_invite_again"),

@@ -1,5 +1,6 @@
-"""Settings for admins (/settings/): Connect accounts, app keys, users and roles. Everyone
-else is refused with a reason. SFTP keys have their page in exports_app (/settings/sftp)."""
+"""Settings for admins (/settings/): Connect accounts, app keys, Attentive accounts, users
+and roles. Everyone else is refused with a reason. SFTP keys have their page in
+exports_app (/settings/sftp)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db import transaction
+from django.db.models import Count, ProtectedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -21,15 +23,23 @@ from django.urls import reverse, reverse_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from connectadmin import team
-from connectadmin.models import AppKey, ConnectAccount
+from connectadmin.attentive_accounts import attentive_account_test_connection
+from connectadmin.models import AppKey, AttentiveAccount, ConnectAccount
 from connectadmin.roles import Role
-from connectadmin.settings_forms import AccountForm, AppKeyForm, InviteForm, UserForm
+from connectadmin.settings_forms import (
+    AccountForm,
+    AppKeyForm,
+    AttentiveAccountForm,
+    InviteForm,
+    UserForm,
+)
 from signals_app.access import has_role
 from signals_app.models import audit
 
 P = ParamSpec("P")
 ADMINS_ONLY = (
-    "Only administrators change the settings: Connect accounts, app keys, users and roles."
+    "Only administrators change the settings: Connect accounts, app keys, Attentive "
+    "accounts, users and roles."
 )
 
 
@@ -77,6 +87,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         {
             "accounts": ConnectAccount.objects.count(),
             "app_keys": AppKey.objects.filter(active=True).count(),
+            "attentive_accounts": AttentiveAccount.objects.count(),
             "users": User.objects.filter(is_active=True).count(),
         },
     )
@@ -106,6 +117,11 @@ def _changes(before: dict[str, str], after: Any, names: list[str]) -> dict[str, 
 
 def _values(obj: Any, names: list[str]) -> dict[str, str]:
     return {name: str(getattr(obj, name)) for name in names}
+
+
+def _and(items: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
 
 
 @login_required
@@ -304,6 +320,167 @@ def _app_key_form(
         {"form": form, "app_key": app_key, "has_accounts": ConnectAccount.objects.exists()},
         status,
     )
+
+
+# --- Attentive accounts ------------------------------------------------------------------
+
+ATTENTIVE_FIELDS = {
+    "name": "the name",
+    "graphql_endpoint": "the endpoint",
+    "rate_limit": "the rate limit",
+}
+
+
+@require_GET
+@login_required
+@admin_required
+def attentive_accounts(request: HttpRequest) -> HttpResponse:
+    return _settings_page(
+        request,
+        "settings/attentive_accounts.html",
+        "attentive",
+        {"accounts": AttentiveAccount.objects.order_by("name")},
+    )
+
+
+@login_required
+@admin_required
+def attentive_account_new(request: HttpRequest) -> HttpResponse:
+    form = AttentiveAccountForm(request.POST or None, check_only=_checking(request))
+    if form.check_only:
+        return _checked_form(request, "settings/attentive_account_form.html#attentive-form", form)
+    if request.method == "POST":
+        if form.is_valid():
+            account = form.save()
+            audit(
+                action="account.attentive_created",
+                actor=request.user,
+                obj=account,
+                name=account.name,
+                endpoint=account.graphql_endpoint,
+                rate_limit=account.rate_limit,
+            )
+            messages.success(
+                request,
+                f"Attentive account {account.name} added, with its API key stored encrypted. "
+                "Test the connection below.",
+            )
+            return redirect("settings:attentive_account_edit", attentive_id=account.pk)
+        return _attentive_form(request, form, None, status=400)
+    return _attentive_form(request, form, None)
+
+
+@login_required
+@admin_required
+def attentive_account_edit(request: HttpRequest, attentive_id: int) -> HttpResponse:
+    account = get_object_or_404(AttentiveAccount, pk=attentive_id)
+    before = _values(account, list(ATTENTIVE_FIELDS))
+    form = AttentiveAccountForm(
+        request.POST or None, instance=account, check_only=_checking(request)
+    )
+    if form.check_only:
+        return _checked_form(
+            request, "settings/attentive_account_form.html#attentive-form", form, account=account
+        )
+    if request.method == "POST":
+        if form.is_valid():
+            key_replaced = bool(form.cleaned_data.get("api_key"))
+            account = form.save()
+            # What really changed (an empty rate limit or endpoint keeps what it was).
+            changed = [
+                name for name in ATTENTIVE_FIELDS if before[name] != str(getattr(account, name))
+            ]
+            if changed:
+                audit(
+                    action="account.attentive_updated",
+                    actor=request.user,
+                    obj=account,
+                    name=account.name,
+                    changes=_changes(before, account, changed),
+                )
+            if key_replaced:
+                audit(
+                    action="account.attentive_key_replaced",
+                    actor=request.user,
+                    obj=account,
+                    name=account.name,
+                )
+            said = [ATTENTIVE_FIELDS[name] for name in changed]
+            said += ["the API key"] if key_replaced else []
+            messages.success(
+                request,
+                f"{account.name}: saved {_and(said)}." if said else "Nothing was changed.",
+            )
+            return redirect("settings:attentive_account_edit", attentive_id=account.pk)
+        return _attentive_form(request, form, account, status=400)
+    return _attentive_form(request, form, account)
+
+
+def _attentive_form(
+    request: HttpRequest,
+    form: AttentiveAccountForm,
+    account: AttentiveAccount | None,
+    status: int = 200,
+) -> TemplateResponse:
+    context: dict[str, Any] = {"form": form, "account": account}
+    if account is not None:
+        context["last_test"] = request.session.pop(f"attentive-test-{account.pk}", None)
+    return _settings_page(
+        request, "settings/attentive_account_form.html", "attentive", context, status
+    )
+
+
+@require_POST
+@login_required
+@admin_required
+def attentive_account_test(request: HttpRequest, attentive_id: int) -> HttpResponse:
+    account = get_object_or_404(AttentiveAccount, pk=attentive_id)
+    result = attentive_account_test_connection(account=account, actor=request.user)
+    # Shown once on the account's page (the session, so a reload does not test again).
+    request.session[f"attentive-test-{account.pk}"] = {
+        "outcome": result.outcome,
+        "ok": result.ok,
+        "words": result.words,
+        "detail": result.detail,
+        "elapsed_ms": result.elapsed_ms,
+        "http_status": result.http_status,
+        "endpoint": account.graphql_endpoint,
+    }
+    return redirect(
+        reverse("settings:attentive_account_edit", args=[account.pk]) + "#connection-test"
+    )
+
+
+@require_POST
+@login_required
+@admin_required
+def attentive_account_delete(request: HttpRequest, attentive_id: int) -> HttpResponse:
+    account = get_object_or_404(AttentiveAccount, pk=attentive_id)
+    edit_url = reverse("settings:attentive_account_edit", args=[account.pk])
+    if request.POST.get("confirm") != "1":
+        messages.error(request, f"Tick the box to confirm that {account.name} goes.")
+        return redirect(edit_url + "#delete")
+    name = account.name
+    try:
+        with transaction.atomic():  # refused: nothing deleted, nothing recorded
+            audit(
+                action="account.attentive_deleted",
+                actor=request.user,
+                obj=account,
+                name=name,
+                endpoint=account.graphql_endpoint,
+            )
+            account.delete()
+    except ProtectedError as exc:
+        used_by = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
+        messages.error(
+            request,
+            f"{name} is not deleted: {', '.join(used_by)} still use it, and their history "
+            "must keep saying where they went.",
+        )
+        return redirect(edit_url + "#delete")
+    messages.success(request, f"Attentive account {name} deleted, with its stored API key.")
+    return redirect("settings:attentive_accounts")
 
 
 # --- Users and roles ---------------------------------------------------------------------

@@ -124,6 +124,7 @@ _FIELD_WORDS = {
     "api_key": "API key",
     "graphql_endpoint": "GraphQL endpoint",
     "connect_user_email": "Connect user",
+    "rate_limit": "rate limit",
     "active": "state",
 }
 _SECRET_FIELDS = frozenset({"api_key", "password", "private_key", "secret", "token", "url"})
@@ -186,6 +187,43 @@ def _connection_tested(d: Mapping[str, Any]) -> str:
     facts.append(f"{int(d['elapsed_ms']):,} ms" if d.get("elapsed_ms") is not None else "")
     shown = ", ".join(fact for fact in facts if fact)
     return f"Tested the connection to Connect: {outcome}" + (f" ({shown})." if shown else ".")
+
+
+def _attentive(d: Mapping[str, Any]) -> str:
+    return f"the Attentive account {d['name']}" if d.get("name") else "the Attentive account"
+
+
+def _attentive_created(d: Mapping[str, Any]) -> str:
+    facts = [
+        f"endpoint {d['endpoint']}" if d.get("endpoint") else "",
+        f"at most {int(d['rate_limit']):,} requests/s" if d.get("rate_limit") else "",
+    ]
+    listed = ", ".join(fact for fact in facts if fact)
+    return (
+        f"Added {_attentive(d)}"
+        + (f" ({listed})" if listed else "")
+        + ", its API key stored encrypted."
+    )
+
+
+_ATTENTIVE_TEST_WORDS = {
+    "ok": "Attentive accepted the API key",
+    "wrong_key": "Attentive refused the API key",
+    "unreachable": "the endpoint could not be reached",
+    "rate_limited": "the key was at its rate limit",
+    "tls": "the secure connection failed",
+    "unexpected": "the endpoint gave an unexpected answer",
+}
+
+
+def _attentive_tested(d: Mapping[str, Any]) -> str:
+    outcome = _ATTENTIVE_TEST_WORDS.get(str(d.get("outcome")), "no outcome recorded")
+    facts = [f"HTTP {d['http_status']}" if d.get("http_status") else ""]
+    facts.append(f"{int(d['elapsed_ms']):,} ms" if d.get("elapsed_ms") is not None else "")
+    shown = ", ".join(fact for fact in facts if fact)
+    return f"Tested the connection of {_attentive(d)}: {outcome}" + (
+        f" ({shown})." if shown else "."
+    )
 
 
 def _app_key_created(d: Mapping[str, Any]) -> str:
@@ -402,6 +440,13 @@ SENTENCES: dict[str, Callable[[Mapping[str, Any]], str]] = {
         "Replaced the account's API key; the new one is stored encrypted."
     ),
     "account.connection_tested": _connection_tested,
+    "account.attentive_created": _attentive_created,
+    "account.attentive_updated": _changed(_attentive),
+    "account.attentive_key_replaced": lambda d: (
+        f"Replaced the API key of {_attentive(d)}; the new one is stored encrypted."
+    ),
+    "account.attentive_tested": _attentive_tested,
+    "account.attentive_deleted": lambda d: f"Deleted {_attentive(d)} and its stored API key.",
     "appkey.created": _app_key_created,
     "appkey.updated": _changed(_app_key),
     "appkey.deactivated": lambda d: (

@@ -22,7 +22,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from connectadmin import files
-from connectadmin.models import AlertChannel
+from connectadmin.models import AlertChannel, AttentiveAccount
 from exports_app.models import ExportFile, ExportJob, ExportSchedule, HostKey, SshKey
 from signals_app.models import BatchState, ImportStatus
 from tests.factories import make_account
@@ -103,6 +103,11 @@ RULES: dict[str, tuple[dict[str, str], dict[str, str] | None]] = {
     "settings:app_keys": (ADMINS, None),
     "settings:app_key_new": (ADMINS, ADMINS),
     "settings:app_key_edit": (ADMINS, ADMINS),
+    "settings:attentive_accounts": (ADMINS, None),
+    "settings:attentive_account_new": (ADMINS, ADMINS),
+    "settings:attentive_account_edit": (ADMINS, ADMINS),
+    "settings:attentive_account_test": (POST_ONLY, ADMINS),
+    "settings:attentive_account_delete": (POST_ONLY, ADMINS),
     "settings:users": (ADMINS, ADMINS),
     "settings:user_edit": (ADMINS, ADMINS),
     "settings:user_invite_again": (POST_ONLY, ADMINS),
@@ -181,6 +186,9 @@ def objects() -> dict[str, Any]:
         kind="webhook", name="Slack", url=f"http://127.0.0.1:{closed}/hook", url_host="127.0.0.1"
     )
     subscriber = AlertChannel.objects.create(kind="email", user=owner)
+    attentive = AttentiveAccount.objects.create(  # its connection test fails fast too
+        name="Attentive", api_key="k", graphql_endpoint=f"http://127.0.0.1:{closed}/v1/graphql"
+    )
     return {
         "public_id": signal_import.public_id,
         "number": 1,
@@ -194,6 +202,7 @@ def objects() -> dict[str, Any]:
         "user_id": owner.pk,
         "webhook_id": webhook.pk,
         "subscriber_id": subscriber.pk,
+        "attentive_id": attentive.pk,
     }
 
 

@@ -12,6 +12,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.utils import timezone
 
+from connectadmin.models import ATTENTIVE_ENDPOINT, AttentiveAccount
 from signals_app.models import BatchState, ImportStatus
 from tests.browser.test_pages import ARTIFACTS, browser, sign_in, strict_page  # noqa: F401
 from tests.test_views import add_batches, add_rejected, make_import, make_user
@@ -167,3 +168,9 @@ def test_ops_and_admin_pages_at_three_widths(page: Any) -> None:
     make_user("ada", "admin")
     sign_in(page, "ada")
     look(page, "/settings/sftp", "admin-sftp-settings")
+    attentive = AttentiveAccount.objects.create(
+        name="Demo Attentive (sandbox)", api_key="k", graphql_endpoint=ATTENTIVE_ENDPOINT
+    )
+    look(page, "/settings/attentive", "admin-attentive-accounts")
+    look(page, "/settings/attentive/new", "admin-attentive-new")
+    look(page, f"/settings/attentive/{attentive.pk}", "admin-attentive-edit")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from connectadmin.models import AppKey, ConnectAccount
+from connectadmin.models import AppKey, AttentiveAccount, ConnectAccount
 from tests.browser.test_every_page import inner_scroll, serious_violations, too_wide
 from tests.browser.test_pages import ARTIFACTS, browser, sign_in, strict_page  # noqa: F401
 from tests.browser.test_pages import page as page
@@ -143,6 +143,11 @@ def test_every_settings_page_fits_three_widths_and_has_no_serious_axe_finding(
     make_user("mia", "marketer")
     account = make_account(name="Shop with a rather long name for a narrow screen")
     app_key = make_app_key(account, key="a-long-application-key-0123456789abcdef", active=False)
+    attentive = AttentiveAccount.objects.create(
+        name="Attentive for a brand with a rather long name too",
+        api_key="k",
+        graphql_endpoint="http://127.0.0.1:8765/v1/graphql",
+    )
     sign_in(strict_page, "ada")
     paths = {
         "overview": "/settings/",
@@ -152,6 +157,9 @@ def test_every_settings_page_fits_three_widths_and_has_no_serious_axe_finding(
         "app-keys": "/settings/app-keys",
         "app-key-new": "/settings/app-keys/new",
         "app-key-edit": f"/settings/app-keys/{app_key.pk}",
+        "attentive": "/settings/attentive",
+        "attentive-new": "/settings/attentive/new",
+        "attentive-edit": f"/settings/attentive/{attentive.pk}",
         "users": "/settings/users",
         "user-edit": f"/settings/users/{admin.pk}",
     }

@@ -7,7 +7,8 @@ from connectadmin.services import encrypted_values_rotate
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every stored secret with the newest key (the first in "
+        "Re-encrypt every stored secret (every encrypted field of every model: the Connect "
+        "and Attentive API keys, the webhooks' addresses) with the newest key (the first in "
         "FIELD_ENCRYPTION_KEYS). Rotation: put a new key first, run this, then drop the "
         "old key."
     )

@@ -3,14 +3,36 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from connectadmin.demo import DEMO_ACCOUNTS
+from connectadmin.demo import (
+    DEMO_ACCOUNTS,
+    DEMO_ATTENTIVE_KEY,
+    DEMO_ATTENTIVE_NAME,
+    demo_attentive_endpoint,
+)
+from connectadmin.models import AttentiveAccount
 from connectadmin.services import demo_seed
+
+
+def demo_attentive_seed() -> AttentiveAccount:
+    """The demo Attentive account against the sandbox: its key and endpoint reset every
+    time (they are what devstack starts the sandbox with), its rate limit set once."""
+    account, _ = AttentiveAccount.objects.update_or_create(
+        name=DEMO_ATTENTIVE_NAME,
+        defaults={"api_key": DEMO_ATTENTIVE_KEY, "graphql_endpoint": demo_attentive_endpoint()},
+        create_defaults={
+            "api_key": DEMO_ATTENTIVE_KEY,
+            "graphql_endpoint": demo_attentive_endpoint(),
+            "rate_limit": settings.ATTENTIVE_RATE_LIMIT,
+        },
+    )
+    return account
 
 
 class Command(BaseCommand):
     help = (
-        "Create or reset the demo users (with well-known passwords) and the demo Connect "
-        "accounts that point at the local sandbox. Idempotent. Development only."
+        "Create or reset the demo users (with well-known passwords), the demo Connect "
+        "accounts and the demo Attentive account, which point at the local sandbox. "
+        "Idempotent. Development only."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -27,8 +49,13 @@ class Command(BaseCommand):
                 "DJANGO_DEBUG=true. Pass --force if this really is a throw-away installation."
             )
         users = demo_seed()
+        attentive = demo_attentive_seed()
         accounts = ", ".join(f"{a.name} ({a.tier}, app key {a.app_key})" for a in DEMO_ACCOUNTS)
         self.stdout.write(f"Demo Connect accounts: {accounts}")
+        self.stdout.write(
+            f"Demo Attentive account: {attentive.name} ({attentive.graphql_endpoint}, "
+            f"{attentive.rate_limit} requests/s)"
+        )
         self.stdout.write(self.style.SUCCESS("Demo logins:"))
         self.stdout.write(f"  {'user':<10} {'password':<20} role")
         for user in users:
