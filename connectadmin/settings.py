@@ -239,6 +239,22 @@ else:
         "@host:port/vhost (RabbitMQ), redis://host:port/db, or leave it unset for the "
         "built-in file-system broker"
     )
+# The vendors' rate limits (Attentive: requests per second per token) are held across every
+# worker process and machine in Redis (connectadmin.ratelimit): RATE_LIMIT_REDIS_URL, else
+# REDIS_URL, else the Celery broker when it is Redis. With none (the embedded default) the
+# limit is kept in files under VAR_DIR, which holds across the processes of one machine.
+RATE_LIMIT_REDIS_URL = (
+    env_str("RATE_LIMIT_REDIS_URL", "")
+    or env_str("REDIS_URL", "")
+    or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+)
+if RATE_LIMIT_REDIS_URL and not RATE_LIMIT_REDIS_URL.startswith(
+    ("redis://", "rediss://", "unix://")
+):
+    raise SettingError(
+        f"RATE_LIMIT_REDIS_URL={RATE_LIMIT_REDIS_URL!r} is not a Redis URL; use "
+        "redis://host:port/db, or leave it unset"
+    )
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -28,7 +28,7 @@ from sandbox.graphql_api import (
 )
 from sandbox.http import HTTPServer, Request, Response, error_response, json_response
 from sandbox.sftp import SFTPService, check_public_key
-from sandbox.store import RequestRecord, SignalRow, Store, summary
+from sandbox.store import RequestRecord, SignalRow, Store, attentive_rate, summary
 
 Endpoint = Literal["connect", "attentive"]
 
@@ -294,6 +294,12 @@ class Sandbox:
             limit = _int(request.query.get("limit", "100"), "limit")
             with_signals = request.query.get("signals", "1") not in ("0", "false")
             return json_response(200, summary(self.store.conn, limit, with_signals))
+        if method == "GET" and path == "/_inspect/attentive-rate":
+            token = request.query.get("token")
+            window_ms = _int(request.query.get("window_ms", "1000"), "window_ms") or 1000
+            return json_response(
+                200, attentive_rate(self.store.conn, token=token, window_ms=window_ms)
+            )
         if method == "GET" and path == "/_control/status":
             return json_response(200, self._full_status())
         if path == "/_control/in-flight" and method in ("GET", "DELETE"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +314,69 @@ def summary(conn: sqlite3.Connection, limit: int = 100, signals: bool = True) ->
             )
         ]
     return result
+
+
+def attentive_rate(
+    conn: sqlite3.Connection, *, token: str | None = None, window_ms: int = 1000
+) -> dict[str, Any]:
+    """The Attentive requests as they arrived, for a rate limit to be judged by (read only):
+    the most that arrived within any `window_ms` (a sliding window over the record's
+    millisecond timestamps, every request counted: accepted, refused or faulted), the most
+    in one wall-clock second (what the sandbox's own limit counts), how many its limit
+    answered 429, and the events stored with their externalEventIds. With `token`, only
+    the requests that named that token: a request refused by a fault before its token was
+    read names none, so the overall figures (no token) are the ones to judge a run by."""
+    where, params = "endpoint = '/v1/graphql'", []
+    if token is not None:
+        where, params = where + " AND api_key = ?", [token]
+    arrivals = sorted(
+        _epoch_ms(row[0])
+        for row in conn.execute(f"SELECT received_at FROM requests WHERE {where}", params)
+    )
+    most, most_at, ahead = 0, None, 0
+    for first, at in enumerate(arrivals):
+        ahead = max(ahead, first)
+        while ahead < len(arrivals) and arrivals[ahead] < at + window_ms:
+            ahead += 1
+        if ahead - first > most:
+            most, most_at = ahead - first, at
+    per_second: dict[int, int] = {}
+    for at in arrivals:
+        per_second[at // 1000] = per_second.get(at // 1000, 0) + 1
+    event_where = "WHERE token = ?" if token is not None else ""
+    ids = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT external_event_id FROM attentive_events {event_where} ORDER BY id",
+            [token] if token is not None else [],
+        )
+    ]
+    limited = conn.execute(
+        f"SELECT COUNT(*) FROM requests WHERE {where} AND error = 'rate limit'", params
+    ).fetchone()[0]
+    return {
+        "requests": len(arrivals),
+        "first_ms": arrivals[0] if arrivals else None,
+        "last_ms": arrivals[-1] if arrivals else None,
+        "window_ms": window_ms,
+        "max_in_window": most,
+        "max_window_start_ms": most_at,
+        "max_in_second": max(per_second.values(), default=0),
+        "per_second": {str(second): n for second, n in sorted(per_second.items())},
+        "rate_limited": limited,
+        "by_status": {
+            str(status): n
+            for status, n in conn.execute(
+                f"SELECT http_status, COUNT(*) FROM requests WHERE {where} "
+                "GROUP BY http_status ORDER BY http_status",
+                params,
+            )
+        },
+        "events": len(ids),
+        "event_ids": ids,
+    }
+
+
+def _epoch_ms(text: str) -> int:
+    """Milliseconds since the epoch of a record's timestamp (`...T08:29:30.001Z`)."""
+    return round(datetime.fromisoformat(text).timestamp() * 1000)

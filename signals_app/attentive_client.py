@@ -1,0 +1,190 @@
+"""A small typed client for Attentive's `createCustomEvent` mutation (SPEC §6, Attentive).
+
+One event per call (the API takes no batches), `Authorization: Bearer <API key>`, over
+one kept-alive connection. Like the Connect client it never raises for what Attentive
+(or the network) answers: every call ends in an `EventResult` whose `outcome` has the
+same meaning as Connect's (signals_app.connect_client.Outcome):
+
+- SENT: HTTP 200, `data.createCustomEvent` present, no `errors`.
+- FAILED: certainly not taken: a 200 with a GraphQL `errors` array (a failure, never a
+  success), 400, 401, 403, 404, 422 and other 4xx, an unusable endpoint.
+- RETRYABLE: certainly not taken and worth trying again: the connection was never made,
+  HTTP 429 (Attentive's rate limit), 502, 503; `retry_after` when the answer said how long
+  to wait (seconds or an HTTP date).
+- UNKNOWN: the event may have been taken without the answer reaching us: read timeout,
+  connection dropped after sending, HTTP 500, 504, an unreadable 200. Never resent by
+  itself; a resend with the same `externalEventId` (`event_id`) lets Attentive tell.
+
+Pacing is not this client's business: callers take a permit from
+connectadmin.ratelimit before each call, and pause the key on a 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+import httpx
+import msgspec
+import orjson
+
+from signals_app.connect_client import (
+    Outcome,
+    Timeouts,
+    _describe,
+    _http_error,
+    graphql_errors_text,
+    parse_retry_after,
+)
+
+__all__ = [
+    "CREATE_CUSTOM_EVENT",
+    "EVENT_ID_NAMESPACE",
+    "AttentiveClient",
+    "EventResult",
+    "Outcome",
+    "Timeouts",
+    "classify",
+    "event_id",
+]
+
+# The vendor's own example mutation (seeds/004_7fb2253cbedae88d.txt), on one line: the
+# operation, its variable and the fields asked back, as Attentive documents them.
+CREATE_CUSTOM_EVENT: Final = (
+    "mutation createCustom($customEventInput: CreateCustomEventInput!) { "
+    "createCustomEvent(input: $customEventInput) { externalEventId occurredAt properties "
+    "type user { email phone externalIdentifiers { clientUserId customIdentifiers "
+    "{ name value } } } } }"
+)
+_RETRYABLE_STATUS: Final = frozenset({429, 502, 503})
+
+# The namespace of every externalEventId connectadmin makes (UUID v5, RFC 9562): a fixed
+# constant, chosen once at random. Never change it: the ids of events already sent would
+# change with it, and a resend would then double them at Attentive.
+EVENT_ID_NAMESPACE: Final = uuid.UUID("5f0c5b7e-3d0a-4f8e-9c61-2a7d4b1e8c93")
+
+
+def event_id(
+    import_public_id: uuid.UUID | str, signal_index: int, destination_id: int | str
+) -> str:
+    """The externalEventId of one signal of one import sent to one Attentive account: the
+    same inputs always give the same id, so a retry or a resend never doubles an event,
+    while the same signal sent to two accounts (or imported twice) gets two ids."""
+    name = f"{import_public_id}/{signal_index}/{destination_id}"
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    outcome: Outcome
+    http_status: int | None = None
+    external_event_id: str | None = None  # as Attentive echoed it back (SENT)
+    error: str = ""
+    retry_after: float | None = None  # seconds Attentive asked us to wait (429/503)
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+class AttentiveClient:
+    """One client per sender (a lane, a worker process), so its calls reuse one
+    keep-alive connection. Not shared between threads."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        api_key: str,
+        timeouts: Timeouts | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._http = httpx.Client(
+            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+            # One event is small and quick to store: 30 s without an answer is long enough
+            # to call its outcome unknown.
+            timeout=(timeouts or Timeouts(read=30.0)).as_httpx(),
+            transport=transport,
+            # A redirect would resend the event somewhere else: treat it as a refusal.
+            follow_redirects=False,
+        )
+
+    def __enter__(self) -> AttentiveClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @staticmethod
+    def body(event: dict[str, Any]) -> bytes:
+        """The request for this CreateCustomEventInput, as posted (JSON bytes)."""
+        return _encode({"query": CREATE_CUSTOM_EVENT, "variables": {"customEventInput": event}})
+
+    def create_custom_event(
+        self, event: dict[str, Any], *, body: bytes | None = None
+    ) -> EventResult:
+        """Post one event (`type`, `user`, `properties`, `externalEventId`, `occurredAt`);
+        `body` is its request already serialised by `body()`, else it is built here."""
+        if body is None:
+            body = self.body(event)
+        try:
+            response = self._http.post(self.endpoint, content=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # No connection was made, so nothing was sent.
+            return EventResult(Outcome.RETRYABLE, error=_describe(exc))
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.NetworkError) as exc:
+            # After the connection was made: the event may have arrived.
+            return EventResult(Outcome.UNKNOWN, error=_describe(exc))
+        except httpx.RemoteProtocolError as exc:
+            # Among others, the server closed the connection without an answer.
+            return EventResult(Outcome.UNKNOWN, error=_describe(exc))
+        except httpx.HTTPError as exc:
+            # Unsupported protocol, invalid URL, proxy errors: nothing left us.
+            return EventResult(Outcome.FAILED, error=_describe(exc))
+        return classify(response)
+
+
+def classify(response: httpx.Response) -> EventResult:
+    """The outcome of one createCustomEvent answer."""
+    status = response.status_code
+    if status in _RETRYABLE_STATUS:
+        return EventResult(
+            Outcome.RETRYABLE,
+            status,
+            error=_http_error(response),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status >= 500 and status not in (501, 505):
+        # 500, 504 and other server or gateway failures: the event may have been stored
+        # before it went wrong. (501 and 505 refuse the request itself.)
+        return EventResult(Outcome.UNKNOWN, status, error=_http_error(response))
+    if status != 200:
+        return EventResult(Outcome.FAILED, status, error=_http_error(response))
+    try:
+        payload = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return EventResult(Outcome.UNKNOWN, status, error="HTTP 200 with a body that is not JSON")
+    if not isinstance(payload, dict):
+        return EventResult(Outcome.UNKNOWN, status, error="HTTP 200 with an unexpected body")
+    errors = payload.get("errors")
+    if errors:
+        # SPEC §6: GraphQL may answer 200 with an errors array; that is a failure.
+        return EventResult(Outcome.FAILED, status, error=graphql_errors_text(errors))
+    data = payload.get("data")
+    created = data.get("createCustomEvent") if isinstance(data, dict) else None
+    if not isinstance(created, dict):
+        return EventResult(Outcome.UNKNOWN, status, error="HTTP 200 without createCustomEvent")
+    echoed = created.get("externalEventId")
+    return EventResult(
+        Outcome.SENT, status, external_event_id=echoed if isinstance(echoed, str) else None
+    )
