@@ -50,6 +50,9 @@ def _validated(d: Mapping[str, Any]) -> str:
 
 def _send(d: Mapping[str, Any]) -> str:
     sentence = f"Started sending {_n(d.get('signals'), 'signal')} {_mode(d)}"
+    if d.get("attentive"):
+        to = "Connect and " if d.get("connect", True) else ""
+        sentence += f" to {to}the Attentive account “{d['attentive']}”"
     sentence += f" in {_n(d.get('batches'), 'batch', 'batches')}"
     if d.get("skipped"):
         sentence += f", skipping {_n(d['skipped'], 'rejected signal')}"
@@ -93,12 +96,21 @@ def _gave_up(what: str) -> Callable[[Mapping[str, Any]], str]:
 
 def _send_ended(how: str) -> Callable[[Mapping[str, Any]], str]:
     def sentence(d: Mapping[str, Any]) -> str:
-        said = f"{how}: Connect accepted {int(d.get('accepted') or 0):,} of the "
-        said += f"{_n(d.get('sent'), 'signal')} sent"
-        if d.get("failed"):
-            said += f", {int(d['failed']):,} failed"
-        if d.get("unknown"):
-            said += f", the outcome of {int(d['unknown']):,} is unknown"
+        said = f"{how}: "
+        if d.get("connect", True):
+            said += f"Connect accepted {int(d.get('accepted') or 0):,} of the "
+            said += f"{_n(d.get('sent'), 'signal')} sent"
+            if d.get("failed"):
+                said += f", {int(d['failed']):,} failed"
+            if d.get("unknown"):
+                said += f", the outcome of {int(d['unknown']):,} is unknown"
+        if "attentive_sent" in d:
+            said += "; " if d.get("connect", True) else ""
+            said += f"Attentive took {_n(d.get('attentive_sent'), 'event')}"
+            if d.get("attentive_failed"):
+                said += f", refused {int(d['attentive_failed']):,}"
+            if d.get("attentive_unknown"):
+                said += f", the outcome of {int(d['attentive_unknown']):,} is unknown"
         return said + "."
 
     return sentence

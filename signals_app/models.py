@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
-from connectadmin.models import AppKey
+from connectadmin.models import AppKey, AttentiveAccount
 from signals_app.outcome import Outcome, import_outcome
 
 
@@ -104,6 +104,23 @@ class SignalImport(models.Model):
     accepted = models.IntegerField(default=0)  # signalIds returned
     failed = models.IntegerField(default=0)  # signals in batches that certainly failed
     unknown = models.IntegerField(default=0)  # signals in batches of unknown outcome
+
+    # Destinations (SPEC §6): Connect (the app key's account) and/or an Attentive account,
+    # which receives each valid signal as a custom event (services.attentive_events).
+    send_to_connect = models.BooleanField(default=True)
+    attentive_account = models.ForeignKey(
+        AttentiveAccount,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="imports",
+    )
+    # The marketer's event type names, per signal type, over the defaults.
+    attentive_event_types = models.JSONField(default=dict, blank=True)
+    # Events, as the ledger's Attentive batches count them (one call per event).
+    attentive_sent = models.IntegerField(default=0)
+    attentive_failed = models.IntegerField(default=0)
+    attentive_unknown = models.IntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -242,8 +259,15 @@ class BatchState(models.TextChoices):
     UNKNOWN = "unknown", "Outcome unknown"  # may have been taken: never resent by itself
 
 
+class Destination(models.TextChoices):
+    CONNECT = "connect", "Acoustic Connect"
+    ATTENTIVE = "attentive", "Attentive"
+
+
 class ImportBatch(models.Model):
-    """One createSignals call of at most 500 signals: the durable ledger of SPEC §6."""
+    """One createSignals call of at most 500 signals: the durable ledger of SPEC §6. For
+    Attentive, a run of events sent one call each (createCustomEvent), settled together:
+    `event_outcomes` says what became of each."""
 
     signal_import = models.ForeignKey(
         SignalImport, on_delete=models.CASCADE, related_name="batches"
@@ -267,6 +291,16 @@ class ImportBatch(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.IntegerField(null=True, blank=True)
+    destination = models.CharField(
+        max_length=10, choices=Destination.choices, default=Destination.CONNECT
+    )
+    # Attentive: one letter per event of the batch, in order — S sent, F failed (refused),
+    # U outcome unknown, - not sent yet (also every event past the string's end); only
+    # "-" events are ever sent by a run: ops' resend turns F and U back into "-".
+    event_outcomes = models.TextField(blank=True)
+    events_sent = models.IntegerField(default=0)
+    events_failed = models.IntegerField(default=0)
+    events_unknown = models.IntegerField(default=0)
 
     class Meta:
         ordering = ["signal_import", "number"]

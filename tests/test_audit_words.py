@@ -26,6 +26,17 @@ from tests.test_views import make_user
          "Started sending 950 signals live in 2 batches, skipping 50 rejected signals."),
         ("import.send", {"mode": "test", "signals": 1, "batches": 1, "skipped": 0},
          "Started sending 1 signal as a test in 1 batch."),
+        ("import.send", {"mode": "live", "signals": 11, "batches": 6, "skipped": 0,
+                         "connect": True, "attentive": "Shop"},
+         "Started sending 11 signals live to Connect and the Attentive account “Shop” in "
+         "6 batches."),
+        ("import.completed", {"sent": 0, "accepted": 0, "connect": False,
+                              "attentive_sent": 10, "attentive_unknown": 1},
+         "Sending finished: Attentive took 10 events, the outcome of 1 is unknown."),
+        ("import.cancelled", {"sent": 5, "accepted": 5, "connect": True,
+                              "attentive_sent": 4, "attentive_failed": 1},
+         "Sending stopped as asked: Connect accepted 5 of the 5 signals sent; Attentive took "
+         "4 events, refused 1."),
         ("import.fixes_applied",
          {"source_name": "a.ndjson", "fixes": ["currency_case|signalContent.currency"]},
          "Applied 1 fix to a.ndjson: currency case on signalContent.currency."),
@@ -60,7 +71,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("connectadmin", "signals_app", "exports_app")
 # Actions named by an f-string: every value the placeholder takes at its call site.
 EXPANSIONS = {
-    "f'import.{status}'": ["import.completed", "import.cancelled"],  # sending._finish
+    "f'import.{status}'": ["import.completed", "import.cancelled"],  # sending.finish
     "f'export.{status}'": ["export.failed"],  # watching._finish
 }
 # Recorded by the alert settings (connectadmin.alert_channels): worded before they landed.

@@ -1075,7 +1075,7 @@ def test_a_batch_waiting_out_a_retry_is_not_sent_once_the_import_is_cancelled(
     def cancel_and_close_meanwhile(delay: float) -> None:
         if SignalImport.objects.get(pk=signal_import.pk).status == ImportStatus.SENDING:
             sending.import_cancel(signal_import=signal_import, user=marketer)
-            assert sending._finish(signal_import.pk, ImportStatus.CANCELLED)
+            assert sending.finish(signal_import.pk, ImportStatus.CANCELLED)
 
     monkeypatch.setattr(sending, "sleep", cancel_and_close_meanwhile)
     client = FakeClient(Outcome.RETRYABLE)
@@ -1096,7 +1096,7 @@ def test_a_lane_stops_after_its_batch_when_another_lane_gave_up(
     signal_import = two_lane_import(imports_dir, marketer, settings)
     client = FakeClient()
     # Lane 1's run breaks (its file gone, say) while lane 0's first batch is on its way.
-    client.on_call = lambda calls: sending._give_up(signal_import.pk, RuntimeError("lane 1"))
+    client.on_call = lambda calls: sending.give_up(signal_import.pk, RuntimeError("lane 1"))
     sending.import_send_run(import_id=signal_import.pk, lane=0, client=client)
     assert len(client.calls) == 1
     signal_import.refresh_from_db()
@@ -1119,7 +1119,7 @@ def test_an_orphan_in_an_import_that_stopped_is_settled_by_its_lane_or_the_sweep
     ImportBatch.objects.filter(signal_import=signal_import, number=2).update(
         state=BatchState.IN_FLIGHT
     )
-    sending._give_up(signal_import.pk, RuntimeError("lane 1 broke"))
+    sending.give_up(signal_import.pk, RuntimeError("lane 1 broke"))
     sending.import_send_run(import_id=signal_import.pk, lane=0, client=FakeClient())
     assert batches(signal_import)[0].state == BatchState.UNKNOWN
     with lane_lock_held(signal_import.pk, 1):

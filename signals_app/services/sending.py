@@ -59,7 +59,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent import futures
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -73,11 +73,12 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from connectadmin import alerts, files
-from connectadmin.models import AppKey, ConnectAccount
+from connectadmin.models import AppKey, AttentiveAccount, ConnectAccount
 from connectadmin.roles import SEND_LIVE
 from signals_app.connect_client import MAX_BATCH, ConnectClient, Outcome, SendResult, Timeouts
 from signals_app.models import (
     BatchState,
+    Destination,
     ImportBatch,
     ImportMode,
     ImportStatus,
@@ -85,7 +86,7 @@ from signals_app.models import (
     SignalImport,
     audit,
 )
-from signals_app.services import window
+from signals_app.services import attentive_events, attentive_sending, window
 from signals_app.services.deliveries import SEND, GaveUp, clear_starts, counted_start
 from signals_app.services.downloads import iter_valid_records
 from signals_app.services.errors import ImportRefused
@@ -255,13 +256,27 @@ def _signal(
 # --- starting a send -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Destinations:
+    """Where an import goes: Connect (the app key's account) and/or an Attentive account,
+    with the marketer's event type names (services.attentive_events)."""
+
+    connect: bool = True
+    attentive: AttentiveAccount | None = None
+    event_types: dict[str, str] = field(default_factory=dict)
+
+
 def import_send(
-    *, signal_import: SignalImport, user: User, confirm_skip: int | None = None
+    *,
+    signal_import: SignalImport,
+    user: User,
+    confirm_skip: int | None = None,
+    destinations: Destinations | None = None,
 ) -> SignalImport:
     """Write the batch ledger and enqueue the send. A live import needs SEND_LIVE, and when
     its file has rejected signals, `confirm_skip` equal to how many will be skipped. An
     import whose app key was deactivated after its upload is not sent (a promotion, which
-    sends through here, neither)."""
+    sends through here, neither). `destinations`: Connect alone when not given."""
     if signal_import.mode == ImportMode.LIVE and not user.has_perm(SEND_LIVE):
         raise PermissionDenied("Sending live needs the “send live” permission.")
     from signals_app.tasks import send_import  # the tasks module imports this one
@@ -274,6 +289,8 @@ def import_send(
             .get(pk=signal_import.pk)
         )
         _check_sendable(locked)
+        if destinations is not None:
+            _set_destinations(locked, destinations)
         if refusal := app_key_refusal(locked.app_key):
             raise ImportRefused(refusal)
         source = locked.validation_source
@@ -288,26 +305,31 @@ def import_send(
             raise ImportRefused(
                 "The validation results of this file are incomplete; validate it again."
             )
-        ranges = batch_ranges(
-            signals=source.signals, rejected=rejected.indexes(), size=batch_size()
-        )
-        lanes = min(send_lanes(), len(ranges))
-        # A thousand rows at a time: bulk_create would hold every instance at once (20,000
-        # for 10 M signals, 25 MB more in the web process).
-        for start in range(0, len(ranges), _LEDGER_CHUNK):
-            ImportBatch.objects.bulk_create(
-                ImportBatch(
-                    signal_import=locked,
-                    number=n,
-                    first_signal=first,
-                    last_signal=last,
-                    size=k,
-                    lane=n * lanes // len(ranges),
-                )
-                for n, (first, last, k) in enumerate(
-                    ranges[start : start + _LEDGER_CHUNK], start=start
-                )
+        _check_destinations(locked)
+        ranges: list[tuple[int, int, int]] = []
+        lanes = 0
+        if locked.send_to_connect:
+            ranges = batch_ranges(
+                signals=source.signals, rejected=rejected.indexes(), size=batch_size()
             )
+            lanes = min(send_lanes(), len(ranges))
+            _write_ledger(locked, ranges, lambda n: n * lanes // len(ranges))
+        run_lanes = list(range(lanes))
+        if locked.attentive_account_id is not None:
+            events = batch_ranges(
+                signals=source.signals,
+                rejected=rejected.indexes(),
+                size=attentive_sending.attentive_batch_size(),
+            )
+            _write_ledger(
+                locked,
+                events,
+                lambda n: attentive_sending.ATTENTIVE_LANE,
+                first_number=len(ranges),
+                destination=Destination.ATTENTIVE,
+            )
+            ranges += events
+            run_lanes.append(attentive_sending.ATTENTIVE_LANE)
         locked.batches_total = len(ranges)
         locked.status = ImportStatus.SENDING
         locked.confirmed_skip = skipped if locked.is_live else 0
@@ -315,6 +337,7 @@ def import_send(
         locked.send_started_at = locked.heartbeat_at = timezone.now()
         locked.send_finished_at = None
         locked.sent = locked.accepted = locked.failed = locked.unknown = 0
+        locked.attentive_sent = locked.attentive_failed = locked.attentive_unknown = 0
         locked.save(
             update_fields=[
                 "batches_total",
@@ -328,6 +351,9 @@ def import_send(
                 "accepted",
                 "failed",
                 "unknown",
+                "attentive_sent",
+                "attentive_failed",
+                "attentive_unknown",
             ]
         )
         audit(
@@ -340,14 +366,66 @@ def import_send(
             skipped=skipped,
             confirmed_skip=locked.confirmed_skip,
             lanes=lanes,
+            connect=locked.send_to_connect,
+            attentive=locked.attentive_account.name if locked.attentive_account else "",
         )
         enqueued = timezone.now()
         SendLane.objects.bulk_create(
-            SendLane(signal_import=locked, lane=lane, enqueued_at=enqueued) for lane in range(lanes)
+            SendLane(signal_import=locked, lane=lane, enqueued_at=enqueued) for lane in run_lanes
         )
-        for lane in range(lanes):
+        for lane in run_lanes:
             transaction.on_commit(functools.partial(send_import.delay, locked.pk, lane))
     return locked
+
+
+def _set_destinations(signal_import: SignalImport, destinations: Destinations) -> None:
+    try:
+        attentive_events.event_types(destinations.event_types)
+    except ValueError as exc:
+        raise ImportRefused(f"Attentive event types: {exc}") from None
+    signal_import.send_to_connect = destinations.connect
+    signal_import.attentive_account = destinations.attentive
+    signal_import.attentive_event_types = {
+        key: value.strip() for key, value in destinations.event_types.items()
+    }
+    signal_import.save(
+        update_fields=["send_to_connect", "attentive_account", "attentive_event_types"]
+    )
+
+
+def _check_destinations(signal_import: SignalImport) -> None:
+    if not signal_import.send_to_connect and signal_import.attentive_account_id is None:
+        raise ImportRefused("Choose where to send this file: Acoustic Connect, Attentive, or both.")
+    if signal_import.attentive_account_id is not None and not signal_import.is_live:
+        raise ImportRefused(
+            "Attentive has no test mode: every event it receives is real and can start a "
+            "journey. Send this file to Attentive live, or to Connect only as a test."
+        )
+
+
+def _write_ledger(
+    signal_import: SignalImport,
+    ranges: list[tuple[int, int, int]],
+    lane_of: Callable[[int], int],
+    *,
+    first_number: int = 0,
+    destination: str = Destination.CONNECT,
+) -> None:
+    """The batches of one destination. A thousand rows at a time: bulk_create would hold
+    every instance at once (20,000 for 10 M signals, 25 MB more in the web process)."""
+    for start in range(0, len(ranges), _LEDGER_CHUNK):
+        ImportBatch.objects.bulk_create(
+            ImportBatch(
+                signal_import=signal_import,
+                number=first_number + n,
+                first_signal=first,
+                last_signal=last,
+                size=k,
+                lane=lane_of(n),
+                destination=destination,
+            )
+            for n, (first, last, k) in enumerate(ranges[start : start + _LEDGER_CHUNK], start=start)
+        )
 
 
 def _check_sendable(signal_import: SignalImport) -> None:
@@ -447,9 +525,12 @@ def _run_lane(import_id: int, lane: int, client: SignalsClient | None) -> None:
                     # The ledger moved on (the batch the dead run was sending is settled):
                     # runs killed one batch at a time never add up to a give-up.
                     start.progressed()
-                _send_lane(signal_import, lane, client, on_progress=start.progressed)
+                if lane == attentive_sending.ATTENTIVE_LANE:
+                    attentive_sending.send_lane(signal_import, on_progress=start.progressed)
+                else:
+                    _send_lane(signal_import, lane, client, on_progress=start.progressed)
         except GaveUp as exc:
-            _give_up(
+            give_up(
                 import_id,
                 exc,
                 message=f"Sending stopped: the worker sending lane {lane} of this import stopped "
@@ -474,22 +555,22 @@ def _send_lane(
     lane_batches = ImportBatch.objects.filter(signal_import_id=import_id, lane=lane)
     try:
         while True:
-            status, cancel = _run_state(import_id)
+            status, cancel = run_state(import_id)
             if status != ImportStatus.SENDING:
                 return  # another lane's run gave up, or ops changed the import
             if cancel:
-                _finish(import_id, ImportStatus.CANCELLED)
+                finish(import_id, ImportStatus.CANCELLED)
                 return
             pending = list(lane_batches.filter(state=BatchState.PENDING).order_by("number"))
             if pending:
                 _send_batches(signal_import, pending, sender, on_progress=on_progress)
                 continue
-            if _finish(import_id, ImportStatus.COMPLETED):
+            if finish(import_id, ImportStatus.COMPLETED):
                 return
             if not lane_batches.filter(state=BatchState.PENDING).exists():
                 return  # the other lanes' runs finish the import
     except Exception as exc:
-        _give_up(import_id, exc)
+        give_up(import_id, exc)
         raise
     finally:
         if own_client:
@@ -505,9 +586,12 @@ _ORPHAN_ERROR = (
 def _settle_orphans(signal_import: SignalImport, lane: int) -> int:
     """Mark the lane's IN_FLIGHT batches UNKNOWN; the caller holds the lane's lock, so
     no run of this lane is sending them."""
-    stale = ImportBatch.objects.filter(
-        signal_import_id=signal_import.pk, lane=lane, state=BatchState.IN_FLIGHT
-    ).update(state=BatchState.UNKNOWN, finished_at=timezone.now(), error=_ORPHAN_ERROR)
+    if lane == attentive_sending.ATTENTIVE_LANE:
+        stale = attentive_sending.settle_orphans(signal_import.pk)
+    else:
+        stale = ImportBatch.objects.filter(
+            signal_import_id=signal_import.pk, lane=lane, state=BatchState.IN_FLIGHT
+        ).update(state=BatchState.UNKNOWN, finished_at=timezone.now(), error=_ORPHAN_ERROR)
     if stale:
         audit(
             action="batch.unknown_after_restart",
@@ -755,8 +839,8 @@ def _send_batches(
     to_send = _FileToSend.of(signal_import, from_signal=pending[0].first_signal)
     # The import's window is shared by its lanes (each claim checks the whole); a lane's
     # run keeps its share of it going.
-    lanes = len(_lanes_of(signal_import.pk))
-    size = -(-send_window() // lanes)
+    lanes = len([n for n in _lanes_of(signal_import.pk) if n != attentive_sending.ATTENTIVE_LANE])
+    size = -(-send_window() // max(lanes, 1))
     depth = max(int(getattr(settings, "SIGNALS_SEND_PREFETCH", 4)), size)
     # The prefetch thread is CPU-bound: with the default 5 ms switch interval the sender,
     # back from each socket or database wait, would queue that long for the GIL.
@@ -1004,7 +1088,7 @@ class _WindowRun:
         if self.stopping or (not now and clock - self.polled_at < _STATE_POLL_SECONDS):
             return
         self.polled_at = clock
-        status, cancel = _run_state(self.import_id)
+        status, cancel = run_state(self.import_id)
         if cancel or status != ImportStatus.SENDING:
             self.stopping = True
 
@@ -1085,7 +1169,7 @@ def _claim(
     the last free place; on SQLite the one UPDATE statement is atomic."""
     now = timezone.now()
     with transaction.atomic():
-        if not _still_sending_locked(batch.signal_import_id):
+        if not still_sending_locked(batch.signal_import_id):
             return _Claim.STOPPED
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -1122,10 +1206,10 @@ def _claim_sql(*, first_attempt: bool) -> str:
         f"UPDATE {batch} SET state = %s, attempts = attempts + 1, started_at = {started} "
         "WHERE id = %s AND state = %s "
         f"AND NOT EXISTS (SELECT 1 FROM {batch} WHERE signal_import_id = %s AND state = %s "
-        "LIMIT 1 OFFSET %s) "
+        "AND destination = %s LIMIT 1 OFFSET %s) "
         f"AND NOT EXISTS (SELECT 1 FROM {batch} AS f JOIN {signal_import} AS s "
         "ON s.id = f.signal_import_id JOIN " + app_key + " AS k ON k.id = s.app_key_id "
-        "WHERE k.account_id = %s AND f.state = %s LIMIT 1 OFFSET %s) "
+        "WHERE k.account_id = %s AND f.state = %s AND f.destination = %s LIMIT 1 OFFSET %s) "
         f"AND NOT EXISTS (SELECT 1 FROM {account} WHERE id = %s AND send_paused_until > %s)"
     )
 
@@ -1147,9 +1231,11 @@ def _claim_params(
         BatchState.PENDING,
         batch.signal_import_id,
         BatchState.IN_FLIGHT,
+        Destination.CONNECT,
         window - 1,
         account_id,
         BatchState.IN_FLIGHT,
+        Destination.CONNECT,
         cap - 1,
         account_id,
         when,
@@ -1164,7 +1250,7 @@ def _pause_account(account_id: int, seconds: float) -> None:
     ).update(send_paused_until=until)
 
 
-def _still_sending_locked(import_id: int) -> bool:
+def still_sending_locked(import_id: int) -> bool:
     """SENDING and no cancel asked, the row locked FOR KEY SHARE until the transaction
     ends: closing the import, a cancel and a resend (FOR UPDATE) wait for the claim and it
     for them, while the counters' and heartbeats' plain updates of the row go on beside
@@ -1209,8 +1295,14 @@ def update_counters(*, import_id: int) -> None:
     already there (an aggregate read before the other lane's last outcome, written after
     it closed the import)."""
 
+    connect = Q(destination=Destination.CONNECT)
+    attentive = Q(destination=Destination.ATTENTIVE)
+
     def total(state: str) -> Sum:
-        return Sum("size", filter=Q(state=state), default=0)
+        return Sum("size", filter=connect & Q(state=state), default=0)
+
+    def events(outcome: str) -> Sum:
+        return Sum(outcome, filter=attentive, default=0)
 
     with transaction.atomic():
         # FOR NO KEY UPDATE: two lanes' counters take turns, while claims (FOR KEY SHARE)
@@ -1221,6 +1313,9 @@ def update_counters(*, import_id: int) -> None:
             sent=total(BatchState.SENT),
             failed=total(BatchState.FAILED),
             unknown=total(BatchState.UNKNOWN),
+            attentive_sent=events("events_sent"),
+            attentive_failed=events("events_failed"),
+            attentive_unknown=events("events_unknown"),
         )
         # SENT means one signalId per signal (connect_client checks), so accepted == sent.
         # Called by the send loop every few batches: the run's heartbeat too.
@@ -1233,7 +1328,7 @@ def _heartbeat(import_id: int) -> None:
     SignalImport.objects.filter(pk=import_id).update(heartbeat_at=timezone.now())
 
 
-def _run_state(import_id: int) -> tuple[str, bool]:
+def run_state(import_id: int) -> tuple[str, bool]:
     """The import's status and whether a cancel was asked (one indexed row)."""
     status, cancel = SignalImport.objects.values_list("status", "cancel_requested").get(
         pk=import_id
@@ -1241,7 +1336,7 @@ def _run_state(import_id: int) -> tuple[str, bool]:
     return status, cancel
 
 
-def _finish(import_id: int, status: str) -> bool:
+def finish(import_id: int, status: str) -> bool:
     """Close the send run; False (and nothing done) when a batch is still to be sent,
     for instance one that ops resent meanwhile."""
     _settle_dead_lanes(SignalImport(pk=import_id))
@@ -1266,12 +1361,22 @@ def _finish(import_id: int, status: str) -> bool:
             accepted=signal_import.accepted,
             failed=signal_import.failed,
             unknown=signal_import.unknown,
+            **(
+                {
+                    "connect": signal_import.send_to_connect,
+                    "attentive_sent": signal_import.attentive_sent,
+                    "attentive_failed": signal_import.attentive_failed,
+                    "attentive_unknown": signal_import.attentive_unknown,
+                }
+                if signal_import.attentive_account_id is not None
+                else {}
+            ),
         )
         transaction.on_commit(functools.partial(alerts.import_ended, import_id))
     return True
 
 
-def _give_up(import_id: int, exc: Exception, *, message: str = "") -> None:
+def give_up(import_id: int, exc: Exception, *, message: str = "") -> None:
     """The run itself broke (file gone, database error): say so on the import."""
     try:
         SignalImport.objects.filter(pk=import_id, status=ImportStatus.SENDING).update(
@@ -1407,6 +1512,8 @@ def batch_resend(*, batch: ImportBatch, user: User, reason: str = "") -> ImportB
         locked.signal_ids = []
         locked.finished_at = None
         locked.duration_ms = None
+        if locked.destination == Destination.ATTENTIVE:
+            attentive_sending.reopen_for_resend(locked)
         locked.save(
             update_fields=[
                 "state",
@@ -1415,6 +1522,9 @@ def batch_resend(*, batch: ImportBatch, user: User, reason: str = "") -> ImportB
                 "signal_ids",
                 "finished_at",
                 "duration_ms",
+                "event_outcomes",
+                "events_failed",
+                "events_unknown",
             ]
         )
         signal_import.status = ImportStatus.SENDING

@@ -1,0 +1,435 @@
+"""Sending an import's valid signals to Attentive as custom events (SPEC §6, issue 13).
+
+An import sent to an Attentive account has, beside its Connect batches (or instead of
+them), a lane of Attentive batches (`ATTENTIVE_LANE`) in the same ledger: each a run of
+ATTENTIVE_BATCH_SIZE valid signals, sent as one `createCustomEvent` call per event
+(services.attentive_events maps each signal). The lane's run is one of `sending`'s lane
+runs — the same lock, heartbeat, sweep, cancel and close — with this module's loop inside:
+
+- A batch is marked IN_FLIGHT and committed before its first call, and its outcome after
+  its last: `event_outcomes` holds one letter per event (S sent, F refused, U outcome
+  unknown, - not sent). A run that dies leaves its batches IN_FLIGHT; the next run of the
+  lane calls every event of them not known to be S or F unknown (U), never resent by
+  itself. Ops' resend sends the batch's F and U events again, never its S ones.
+- Every event has a deterministic externalEventId (attentive_client.event_id: import,
+  signal, account), so an event resent by ops is recognisable at Attentive.
+- The calls run on a pool of ATTENTIVE_CALLS_IN_FLIGHT threads, each with its own
+  keep-alive client and no database connection, each call after a permit of the shared
+  rate limiter (connectadmin.ratelimit: per API key, across every worker). A few batches
+  are in flight at once, so the pool never drains at a batch's end.
+- A call refused for a passing reason (connect error, 429, 502, 503) is tried again with
+  backoff and jitter within the retry budget (SIGNALS_SEND_RETRY_BUDGET_SECONDS); a 429 or
+  a Retry-After pauses the key for every worker. A 200 with `errors` is a failure.
+- Cancel: no call starts once the run has seen it (it looks every few tenths of a second);
+  a batch cut short goes back to PENDING with what was sent recorded.
+
+Attentive has no test flag: only live imports are sent there (`sending.import_send`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from connectadmin import files
+from connectadmin.ratelimit import (
+    Cancelled,
+    RateLimiter,
+    RateLimitUnavailable,
+    shared_rate_limiter,
+)
+from signals_app.attentive_client import AttentiveClient, EventResult, event_id
+from signals_app.connect_client import Outcome
+from signals_app.models import BatchState, ImportBatch, ImportStatus, SignalImport
+from signals_app.services.attentive_events import event_types, map_signal
+from signals_app.services.rejections import Rejections
+from signals_app.services.upload import import_file_name
+from signals_app.validation.engine import unwrap
+from signals_app.validation.readers import open_signal_file
+
+log = logging.getLogger(__name__)
+
+ATTENTIVE_LANE = 100  # the lane number of an import's Attentive batches
+BATCHES_IN_FLIGHT = 3
+_POLL_SECONDS = 0.25
+
+SENT, FAILED, UNKNOWN, NOT_SENT = "S", "F", "U", "-"
+
+
+def attentive_batch_size() -> int:
+    return max(1, int(getattr(settings, "ATTENTIVE_BATCH_SIZE", 50)))
+
+
+def calls_in_flight() -> int:
+    return max(1, int(getattr(settings, "ATTENTIVE_CALLS_IN_FLIGHT", 32)))
+
+
+def retry_budget() -> float:
+    return float(getattr(settings, "SIGNALS_SEND_RETRY_BUDGET_SECONDS", 1800))
+
+
+# --- reading the events -------------------------------------------------------------------
+
+
+def iter_events(
+    signal_import: SignalImport, *, from_signal: int = 0
+) -> Generator[tuple[int, dict[str, Any]], None, None]:
+    """(signal index, createCustomEvent input) of each valid signal from `from_signal`, in
+    file order, streaming; the externalEventId included."""
+    source = signal_import.validation_source
+    rejected = Rejections.of(source)
+    types = event_types(signal_import.attentive_event_types)
+    public_id = signal_import.public_id
+    account_id = signal_import.attentive_account_id
+    assert account_id is not None
+    with (
+        files.local_path(files.imports(), import_file_name(source)) as path,
+        open_signal_file(path, max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES) as f,
+    ):
+        for record in f:
+            if record.index < from_signal or record.index in rejected:
+                continue
+            value = orjson.loads(record.raw) if record.raw is not None else record.value
+            envelope, _ = unwrap(value)
+            event = map_signal(envelope, types).event
+            event["externalEventId"] = event_id(public_id, record.index, account_id)
+            yield record.index, event
+
+
+# --- one lane's run ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _InFlight:
+    batch: ImportBatch
+    outcomes: list[str]
+    calls: dict[int, Future[EventResult | None]] = field(default_factory=dict)
+    started: float = 0.0
+
+
+class _Calls:
+    """The pool making the calls: a client per thread, a permit per call."""
+
+    def __init__(self, signal_import: SignalImport, limiter: RateLimiter | None = None) -> None:
+        account = signal_import.attentive_account
+        assert account is not None
+        self.endpoint = account.graphql_endpoint
+        self.api_key = account.api_key
+        self.limit = float(account.rate_limit)
+        self.limiter = limiter or shared_rate_limiter()
+        self.stop = threading.Event()
+        # Why the run must stop sending, when it is not the import's state: the rate
+        # limit's store cannot be reached, so no call may go without its permit.
+        self.broken: RateLimitUnavailable | None = None
+        self.budget = retry_budget()
+        self.local = threading.local()
+        self.clients: list[AttentiveClient] = []
+        self.clients_lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(calls_in_flight(), thread_name_prefix="attentive")
+
+    def submit(self, event: dict[str, Any]) -> Future[EventResult | None]:
+        return self.pool.submit(self._send, event)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.pool.shutdown(wait=True)
+        for client in self.clients:
+            client.close()
+
+    def _client(self) -> AttentiveClient:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = AttentiveClient(endpoint=self.endpoint, api_key=self.api_key)
+            self.local.client = client
+            with self.clients_lock:
+                self.clients.append(client)
+        return client
+
+    def _send(self, event: dict[str, Any]) -> EventResult | None:
+        """One event, retried within the budget while the refusal is a passing one; None
+        when it was not sent because the run stopped first."""
+        from signals_app.services.sending import retry_delay
+
+        body = AttentiveClient.body(event)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            if self.stop.is_set():
+                return None
+            try:
+                self.limiter.acquire(self.api_key, self.limit, cancelled=self.stop.is_set)
+            except Cancelled:
+                return None
+            except RateLimitUnavailable as exc:
+                self.broken = exc
+                self.stop.set()
+                return None
+            if self.stop.is_set():
+                return None
+            result = self._client().create_custom_event(event, body=body)
+            if result.outcome != Outcome.RETRYABLE:
+                return result
+            attempt += 1
+            delay = retry_delay(attempt=attempt, retry_after=result.retry_after)
+            if result.http_status == 429 or result.retry_after is not None:
+                # Attentive spoke to the key's holder: every worker sending with it waits.
+                self.limiter.pause(self.api_key, delay)
+            if time.monotonic() - started + delay > self.budget:
+                return result
+            if self.stop.wait(delay):
+                return None
+
+
+def send_lane(signal_import: SignalImport, *, on_progress: Callable[[], None] | None) -> None:
+    """Send the Attentive lane's PENDING batches until none is left or the import stops
+    (called by sending._run_lane, holding the lane)."""
+    from signals_app.services import sending
+
+    import_id = signal_import.pk
+    lane_batches = ImportBatch.objects.filter(signal_import_id=import_id, lane=ATTENTIVE_LANE)
+    sending.update_counters(import_id=import_id)
+    calls = _Calls(signal_import)
+    try:
+        while True:
+            status, cancel = sending.run_state(import_id)
+            if status != ImportStatus.SENDING:
+                return
+            if cancel:
+                sending.finish(import_id, ImportStatus.CANCELLED)
+                return
+            pending = list(lane_batches.filter(state=BatchState.PENDING).order_by("number"))
+            if pending:
+                _Run(signal_import, calls, on_progress).send(pending)
+                sending.update_counters(import_id=import_id)
+                if calls.broken is not None:
+                    sending.give_up(
+                        import_id,
+                        calls.broken,
+                        message="Sending to Attentive stopped: the store of its rate limit "
+                        f"cannot be reached ({calls.broken}), and no event goes without it. "
+                        "The events not sent yet stay pending; ask an administrator to look "
+                        "at Redis (RATE_LIMIT_REDIS_URL).",
+                    )
+                    return
+                continue
+            if sending.finish(import_id, ImportStatus.COMPLETED):
+                return
+            if not lane_batches.filter(state=BatchState.PENDING).exists():
+                return
+    except Exception as exc:
+        sending.give_up(import_id, exc)
+        raise
+    finally:
+        calls.close()
+
+
+class _Run:
+    """One walk over a list of PENDING batches, a few in flight at once."""
+
+    def __init__(
+        self,
+        signal_import: SignalImport,
+        calls: _Calls,
+        on_progress: Callable[[], None] | None,
+    ) -> None:
+        self.signal_import = signal_import
+        self.import_id = signal_import.pk
+        self.calls = calls
+        self.on_progress = on_progress
+        self.in_flight: deque[_InFlight] = deque()
+        self.polled_at = time.monotonic()
+        self.refreshed_at = time.monotonic()
+
+    def send(self, pending: list[ImportBatch]) -> None:
+        events = iter_events(self.signal_import, from_signal=pending[0].first_signal)
+        try:
+            for batch in pending:
+                if self.calls.stop.is_set():
+                    break
+                taken = _take_events(events, batch)
+                if len(taken) != batch.size:
+                    _write(
+                        batch,
+                        [NOT_SENT] * batch.size,
+                        from_states=(BatchState.PENDING,),
+                        state=BatchState.FAILED,
+                        error=f"The stored file no longer gives this batch's {batch.size} "
+                        f"signals (found {len(taken)}); nothing was sent.",
+                    )
+                    continue
+                if not self._start(batch, taken):
+                    break
+                while len(self.in_flight) >= BATCHES_IN_FLIGHT:
+                    self._settle(self.in_flight.popleft())
+        finally:
+            events.close()
+            while self.in_flight:
+                self._settle(self.in_flight.popleft())
+
+    def _start(self, batch: ImportBatch, events: list[dict[str, Any]]) -> bool:
+        """Claim the batch and hand its unsent events to the pool; False when the import
+        stopped (nothing claimed)."""
+        from signals_app.services import sending
+
+        with transaction.atomic():
+            if not sending.still_sending_locked(self.import_id):
+                self.calls.stop.set()
+                return False
+            claimed = ImportBatch.objects.filter(pk=batch.pk, state=BatchState.PENDING).update(
+                state=BatchState.IN_FLIGHT,
+                attempts=batch.attempts + 1,
+                started_at=timezone.now(),
+            )
+        if not claimed:
+            return True  # ops changed it meanwhile: not ours to send
+        outcomes = list(batch.event_outcomes.ljust(batch.size, NOT_SENT))
+        flight = _InFlight(batch, outcomes, started=time.monotonic())
+        for position, event in enumerate(events):
+            if outcomes[position] == NOT_SENT:
+                flight.calls[position] = self.calls.submit(event)
+        self.in_flight.append(flight)
+        return True
+
+    def _settle(self, flight: _InFlight) -> None:
+        """Wait for the batch's calls (looking at the import meanwhile), then write its
+        outcome."""
+        waiting = set(flight.calls.values())
+        while waiting:
+            _, waiting = futures.wait(waiting, timeout=_POLL_SECONDS)
+            self._poll()
+        errors: dict[str, int] = {}
+        statuses: list[int] = []
+        for position, call in flight.calls.items():
+            result = call.result()
+            if result is None:
+                continue  # not sent: the run stopped first
+            letter = {Outcome.SENT: SENT, Outcome.UNKNOWN: UNKNOWN}.get(result.outcome, FAILED)
+            flight.outcomes[position] = letter
+            if result.http_status is not None:
+                statuses.append(result.http_status)
+            if letter != SENT:
+                errors[result.error] = errors.get(result.error, 0) + 1
+        outcomes = flight.outcomes
+        if NOT_SENT in outcomes:
+            state = BatchState.PENDING  # cut short by a cancel: the rest waits, recorded
+        elif UNKNOWN in outcomes:
+            state = BatchState.UNKNOWN
+        elif FAILED in outcomes:
+            state = BatchState.FAILED
+        else:
+            state = BatchState.SENT
+        _write(
+            flight.batch,
+            outcomes,
+            state=state,
+            error=_describe(errors, outcomes),
+            http_status=max(statuses) if statuses else None,
+            duration_ms=int((time.monotonic() - flight.started) * 1000),
+        )
+        if self.on_progress is not None and SENT in outcomes:
+            self.on_progress()
+
+    def _poll(self) -> None:
+        from signals_app.services import sending
+
+        now = time.monotonic()
+        if now - self.refreshed_at >= 1.0:
+            self.refreshed_at = now
+            sending.update_counters(import_id=self.import_id)  # also the run's heartbeat
+        if now - self.polled_at < _POLL_SECONDS:
+            return
+        self.polled_at = now
+        status, cancel = sending.run_state(self.import_id)
+        if cancel or status != ImportStatus.SENDING:
+            self.calls.stop.set()
+
+
+def _take_events(
+    events: Iterator[tuple[int, dict[str, Any]]], batch: ImportBatch
+) -> list[dict[str, Any]]:
+    taken: list[dict[str, Any]] = []
+    for index, event in events:
+        if index >= batch.first_signal:
+            taken.append(event)
+        if index >= batch.last_signal:
+            break
+    return taken
+
+
+def _write(
+    batch: ImportBatch,
+    outcomes: list[str],
+    *,
+    state: str,
+    error: str = "",
+    http_status: int | None = None,
+    duration_ms: int | None = None,
+    from_states: tuple[str, ...] = (BatchState.IN_FLIGHT,),
+) -> None:
+    ImportBatch.objects.filter(pk=batch.pk, state__in=from_states).update(
+        state=state,
+        event_outcomes="".join(outcomes),
+        events_sent=outcomes.count(SENT),
+        events_failed=outcomes.count(FAILED),
+        events_unknown=outcomes.count(UNKNOWN),
+        error=error,
+        http_status=http_status,
+        finished_at=timezone.now(),
+        duration_ms=duration_ms,
+    )
+
+
+def _describe(errors: dict[str, int], outcomes: list[str]) -> str:
+    if not errors:
+        return ""
+    failed, unknown = outcomes.count(FAILED), outcomes.count(UNKNOWN)
+    parts = []
+    if failed:
+        parts.append(f"{failed} of {len(outcomes)} events refused")
+    if unknown:
+        parts.append(f"{unknown} of unknown outcome (not resent by themselves)")
+    shown = "; ".join(f"{text} ({n}×)" for text, n in sorted(errors.items(), key=lambda e: -e[1]))
+    return f"{', '.join(parts)}: {shown}"[:2000]
+
+
+_ORPHAN_ERROR = (
+    "The worker stopped while these events were being sent: Attentive may hold some of "
+    "them. They are not resent by themselves; check them, then resend the batch."
+)
+
+
+def settle_orphans(import_id: int) -> int:
+    """The lane's IN_FLIGHT batches of a run that is gone (the caller holds the lane):
+    every event not known to be sent or refused becomes of unknown outcome."""
+    stale = list(
+        ImportBatch.objects.filter(
+            signal_import_id=import_id, lane=ATTENTIVE_LANE, state=BatchState.IN_FLIGHT
+        )
+    )
+    for batch in stale:
+        outcomes = [
+            UNKNOWN if letter == NOT_SENT else letter
+            for letter in batch.event_outcomes.ljust(batch.size, NOT_SENT)
+        ]
+        _write(batch, outcomes, state=BatchState.UNKNOWN, error=_ORPHAN_ERROR)
+    return len(stale)
+
+
+def reopen_for_resend(batch: ImportBatch) -> None:
+    """Ops' resend: the batch's refused and unknown events go again, its sent ones never
+    (the caller saves the batch)."""
+    outcomes = batch.event_outcomes.ljust(batch.size, NOT_SENT)
+    batch.event_outcomes = "".join(NOT_SENT if c in (FAILED, UNKNOWN) else c for c in outcomes)
+    batch.events_failed = batch.events_unknown = 0
