@@ -5,6 +5,10 @@ Severity follows SPEC §4: an *error* where Connect would discard the whole sign
 missing or invalid required field, an unknown or unsubscribed type, a broken item of
 orderedItems / abandonedItems), a *warning* where the signal goes through but something is
 lost (an invalid optional field, an unknown field, a name over 256 characters).
+
+An Attentive custom event in a file of signals (a type and a user, no signalContent) is one
+`wrong_destination` error, not a pile of unknown and missing fields; attentive.py judges
+such events, and reports a Connect signal among them the same way.
 """
 
 from __future__ import annotations
@@ -98,6 +102,18 @@ def check_signal(
             )
         )
         return check
+    if "signalContent" not in envelope and _is_attentive_event(envelope):
+        issues.append(
+            Issue(
+                "",
+                ERROR,
+                Code.WRONG_DESTINATION,
+                "this is an Attentive custom event (type and user), not an Acoustic Connect "
+                "signal: a signal is {appKey, identifiableAttributes, signalContent}; send the "
+                "event to Attentive, not to Connect",
+            )
+        )
+        return check
 
     app_key = envelope.get("appKey", _MISSING)
     if app_key is _MISSING or app_key is None:
@@ -138,6 +154,16 @@ def check_signal(
     else:
         check.signal_type = _check_content(content, tier, issues)
     return check
+
+
+def _is_attentive_event(envelope: dict[str, Any]) -> bool:
+    """An Attentive custom event (SPEC §6): a type and a user (a CSV row's `user.<key>`
+    columns land as such keys), no signalContent and no identifiableAttributes."""
+    return (
+        "type" in envelope
+        and "identifiableAttributes" not in envelope
+        and ("user" in envelope or any(str(key).startswith("user.") for key in envelope))
+    )
 
 
 def _check_identities(attributes: Any, issues: list[Issue]) -> bool:

@@ -3,7 +3,8 @@
 
 Severities mirror what Connect does with the signal (SPEC §4): an *error* means Connect
 would discard the whole signal, a *warning* means the signal goes through but something
-is lost.
+is lost. For Attentive custom events (SPEC §6, attentive.py) they mirror what Attentive does
+with the event, in the same terms: the report contract is one for both destinations.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ WARNING: Severity = "warning"
 
 
 class Code(StrEnum):
-    """Finding codes. The first eight are SPEC §5's; the others are documented here."""
+    """Finding codes. The first eight are SPEC §5's; the others are documented here. The
+    same codes serve Acoustic Connect signals and Attentive custom events (SPEC §6): the
+    report contract is one."""
 
     REQUIRED = "required"  # a required field is missing, null, empty or blank
     TYPE = "type"  # the JSON type is wrong (a string where a number belongs, ...)
@@ -39,6 +42,24 @@ class Code(StrEnum):
     # are what is sent and what Connect makes of them is undefined; the validator judged
     # the last value only.
     DUPLICATE_KEY = "duplicate_key"
+    # Documented addition (SPEC §6, two destinations): the record belongs to the other
+    # destination. An Acoustic Connect signal (signalContent or identifiableAttributes)
+    # judged as an Attentive custom event, or an Attentive custom event (type and user, no
+    # signalContent) judged as a Connect signal: one error at the record ("") instead of a
+    # pile of unknown and missing fields.
+    WRONG_DESTINATION = "wrong_destination"
+    # Documented additions for Attentive custom events (SPEC §6), all warnings: the event
+    # is taken but something in it will not work.
+    # A property key beyond the first 200 keys of the event's type in the file (Attentive
+    # stores it, but only 200 keys per event type can be used in segments and journeys);
+    # reported at `properties`.
+    KEY_LIMIT = "key_limit"
+    # occurredAt more than 12 hours before the check: the event triggers no journey.
+    TOO_OLD = "too_old"
+    # A property holding a list or an object: usable in e-mail journeys only, not in SMS.
+    EMAIL_ONLY = "email_only"
+    # (A URL value over 1,024 characters, which Attentive does not shorten, is reported
+    # as `max_length`; a forbidden character in a type or property key as `format`.)
 
 
 class TooLargeText(str):

@@ -12,6 +12,8 @@ Formats, told from the content (never from the file name), each also inside a gz
   numbers; CRLF and a UTF-8 BOM are fine. Records carry the stripped line bytes, unparsed.
 - ``csv``: a header row, then one signal per row (see "CSV" below).
 - ``export-csv``: Connect's export CSV (SPEC §7), told by its ``SIGNAL_CONTENT`` column.
+- ``events-csv``: Attentive custom events, one per row (see "Events CSV" below); only when
+  the file is opened for the ``attentive`` destination.
 
 Readers deliver each record as found: they do not unwrap ``{"signal": ...}`` and do not
 validate signals; the engine does both.
@@ -40,6 +42,23 @@ says so when the row fills both (the engine reports ``duplicate_key``; the last 
 value is the one kept). A row with fewer cells than the header lacks the
 missing fields; cells beyond the header's width are ignored. ``line`` is the physical line
 where the row starts (quoted cells may span lines).
+
+Events CSV (``destination="attentive"``): columns ``type``, ``externalEventId``,
+``occurredAt``, ``user.email``, ``user.phone``, ``user.externalIdentifiers.clientUserId``,
+``user.externalIdentifiers.customIdentifiers`` (JSON text: a list of {name, value}),
+``properties`` (JSON text: an object) and ``properties.<key>`` (one column per property;
+everything after ``properties.`` is the key, dots included) build the nested event; ``user``
+and ``user.externalIdentifiers`` may also come whole as JSON text. Cells are text (CSV has no
+types: a number or a list in a property goes in the ``properties`` JSON cell); an empty cell
+means absent; JSON cells that are no JSON stay text for the engine to report. A key given
+twice in a row (two columns, a column and a key of a JSON cell, a key twice in a cell) makes
+a ``RowWithDuplicates`` (``duplicate_key``). Other columns land at their own path (``foo``,
+``user.foo``), where the engine reports them as unknown fields; Connect's columns
+(``appKey``, ``identifiableAttributes.<key>``, ``signalContent.<field>``) build a Connect
+envelope, which the engine reports as a signal in an events file (``wrong_destination``). A
+header naming event columns is an events CSV; one naming only Connect's is refused, and so
+is, for the ``connect`` destination, one naming Attentive's only: each names the other
+destination.
 
 Export CSV (header names matched case-insensitively, spaces and hyphens read as ``_``):
 ``ACOUSTIC_APP_KEY`` -> ``appKey``; ``TLTSID`` -> ``sessionId``; ``SIGNAL_CONTENT`` (JSON
@@ -99,7 +118,15 @@ from signals_app.validation.sizes import human_size
 
 __all__ = ["FORMATS", "Record", "SignalFile", "UnreadableFile", "open_signal_file"]
 
-FORMATS: Final = ("json-array", "json-signals", "json-single", "ndjson", "csv", "export-csv")
+FORMATS: Final = (
+    "json-array",
+    "json-signals",
+    "json-single",
+    "ndjson",
+    "csv",
+    "export-csv",
+    "events-csv",
+)
 
 _BUFFER_BYTES = 256 * 1024  # large reads keep per-call overhead low on 1 GB files
 _HEAD_BYTES = 64 * 1024  # what format detection looks at
@@ -122,6 +149,8 @@ NO_CSV_ROWS: Final = "the CSV has its header row but no signals in the rows afte
 _CSV_COLUMNS_HINT = (
     "appKey, sessionId, test, identifiableAttributes.*, signalContent.* or SIGNAL_CONTENT"
 )
+_EVENT_COLUMNS_HINT = "type, user.email, user.phone, user.externalIdentifiers.*, properties.*"
+Destination = str  # "connect" or "attentive" (validate.Options.destination)
 
 
 @dataclass(slots=True)
@@ -140,9 +169,12 @@ def open_signal_file(
     max_inflated_bytes: int = 4 * 1024**3,
     max_record_bytes: int = 16 * 1024**2,
     max_blank_bytes: int = MAX_BLANK_BYTES,
+    destination: Destination = "connect",
 ) -> SignalFile:
     """Open `path` and detect its format; raise UnreadableFile for what can be seen up front
     (the rest, such as a truncated gzip or broken JSON further on, surfaces while iterating).
+    `destination`: what the records are, "connect" signals or "attentive" custom events
+    (which only CSV detection and reading need to know).
     """
     try:
         file = io.BufferedReader(io.FileIO(path), buffer_size=_BUFFER_BYTES)
@@ -154,6 +186,7 @@ def open_signal_file(
             max_inflated_bytes=max_inflated_bytes,
             max_record_bytes=max_record_bytes,
             max_blank_bytes=max_blank_bytes,
+            destination=destination,
         )
     except BaseException:
         file.close()
@@ -175,8 +208,10 @@ class SignalFile:
         max_inflated_bytes: int,
         max_record_bytes: int,
         max_blank_bytes: int = MAX_BLANK_BYTES,
+        destination: Destination = "connect",
     ) -> None:
         self._file = file
+        self._events = destination == "attentive"
         self._max_inflated_bytes = max_inflated_bytes
         self._max_record_bytes = max_record_bytes
         self._max_blank_bytes = max_blank_bytes
@@ -404,9 +439,10 @@ class SignalFile:
             )
         first_line = stripped.split(b"\n", 1)[0].strip().decode(errors="replace")
         preview = first_line if len(first_line) <= 60 else first_line[:57] + "..."
+        hint = _EVENT_COLUMNS_HINT if self._events else _CSV_COLUMNS_HINT
         raise UnreadableFile(
             f"the file is not JSON, NDJSON or CSV: its first line ({preview!r}) is not JSON, "
-            f"and as a CSV header it names none of the columns {_CSV_COLUMNS_HINT}"
+            f"and as a CSV header it names none of the columns {hint}"
         )
 
     def _detect_object(self, text: bytes) -> str:
@@ -499,6 +535,8 @@ class SignalFile:
 
     def _detect_csv(self, text: bytes) -> str | None:
         header_line = text.split(b"\n", 1)[0].decode(errors="replace")
+        if self._events:
+            return self._detect_events_csv(header_line)
         for delimiter in (",", ";", "\t"):
             names = [name.strip() for name in next(csv.reader([header_line], delimiter=delimiter))]
             if any(_normalized(name) == "SIGNAL_CONTENT" for name in names):
@@ -507,11 +545,40 @@ class SignalFile:
             if any(_is_csv_column(name) for name in names):
                 self._delimiter = delimiter
                 return "csv"
+        for delimiter in (",", ";", "\t"):
+            names = [name.strip() for name in next(csv.reader([header_line], delimiter=delimiter))]
+            if any(_is_attentive_only_column(name) for name in names):
+                raise UnreadableFile(
+                    "the CSV's columns are those of Attentive custom events "
+                    f"({_EVENT_COLUMNS_HINT}), not of Acoustic Connect signals; check and send "
+                    "it as a file for Attentive (validate_signals --destination attentive)"
+                )
+        return None
+
+    def _detect_events_csv(self, header_line: str) -> str | None:
+        """An events CSV, when the header names an event column with some delimiter; a
+        header naming only Connect's columns is refused with a word on the destination."""
+        for delimiter in (",", ";", "\t"):
+            names = [name.strip() for name in next(csv.reader([header_line], delimiter=delimiter))]
+            if any(_is_event_column(name) for name in names):
+                self._delimiter = delimiter
+                return "events-csv"
+        for delimiter in (",", ";", "\t"):
+            names = [name.strip() for name in next(csv.reader([header_line], delimiter=delimiter))]
+            if any(_is_csv_column(name) or _normalized(name) == "SIGNAL_CONTENT" for name in names):
+                raise UnreadableFile(
+                    "the CSV's columns are those of Acoustic Connect signals "
+                    f"({_CSV_COLUMNS_HINT}), not of Attentive custom events "
+                    f"({_EVENT_COLUMNS_HINT}); check and send it as a file for Connect"
+                )
         return None
 
 
 def csv_row_builder(file_format: str, header: list[str]) -> Callable[[list[str]], dict[str, Any]]:
-    """What turns one row of a CSV format into an envelope (empty: the row is skipped)."""
+    """What turns one row of a CSV format into an envelope, or an event for "events-csv"
+    (empty: the row is skipped)."""
+    if file_format == "events-csv":
+        return _event_row_builder(header)
     return _export_row_builder(header) if file_format == "export-csv" else _row_builder(header)
 
 
@@ -654,6 +721,23 @@ def _json_object(line: bytes) -> dict[str, Any] | None:
 def _is_csv_column(name: str) -> bool:
     return name in ("appKey", "sessionId", "test") or name.startswith(
         ("identifiableAttributes.", "signalContent.")
+    )
+
+
+_EVENT_TOP_COLUMNS: Final = frozenset(
+    {"type", "user", "properties", "externalEventId", "occurredAt"}
+)
+
+
+def _is_event_column(name: str) -> bool:
+    return name in _EVENT_TOP_COLUMNS or name.startswith(("user.", "properties."))
+
+
+def _is_attentive_only_column(name: str) -> bool:
+    """A column only an events CSV has ("type" and "properties" alone are too common words
+    to call a file Attentive's)."""
+    return name in ("user", "externalEventId", "occurredAt") or name.startswith(
+        ("user.", "properties.")
     )
 
 
@@ -900,3 +984,120 @@ def _export_row_builder(header: list[str]) -> Callable[[list[str]], dict[str, An
         return envelope
 
     return build
+
+
+# --- events CSV (Attentive) ----------------------------------------------------------------
+
+# Columns whose cells are JSON text: an object (or, customIdentifiers, a list).
+_EVENT_JSON_COLUMNS: Final = frozenset(
+    {
+        ("user",),
+        ("properties",),
+        ("user", "externalIdentifiers"),
+        ("user", "externalIdentifiers", "customIdentifiers"),
+    }
+)
+_ABSENT: Final[Any] = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _EventColumn:
+    index: int  # in the header
+    name: str
+    path: tuple[str, ...]  # where the cell goes in the event
+    json: bool  # the cell is JSON text
+
+
+def _event_path(name: str) -> tuple[str, ...]:
+    """Where a column's cell goes in an event: `properties.<key>` (the key may hold dots),
+    `user.a.b`, Connect's two-level columns; any other name is a key of the event itself."""
+    if name.startswith("properties."):
+        return ("properties", name[len("properties.") :])
+    if name.startswith("user."):
+        return ("user", *name[len("user.") :].split("."))
+    for prefix in (_IDENTITY_PREFIX, _CONTENT_PREFIX):
+        if name.startswith(prefix):
+            return (prefix[:-1], name[len(prefix) :])
+    return (name,)
+
+
+def _event_row_builder(header: list[str]) -> Callable[[list[str]], dict[str, Any]]:
+    # Lazily imported: the Connect reader does not need the Attentive engine.
+    from signals_app.validation.attentive import attentive_duplicates
+
+    names = [name.strip() for name in header]
+    columns: list[_EventColumn | None] = []
+    for index, name in enumerate(names):
+        if not name:
+            columns.append(None)  # a blank header: ignored, as in a Connect CSV
+            continue
+        path = _event_path(name)
+        columns.append(_EventColumn(index, name, path, path in _EVENT_JSON_COLUMNS))
+
+    def build(row: list[str]) -> dict[str, Any]:
+        filled = [(c, cell) for c, cell in zip(columns, row, strict=False) if cell and c]
+        if not filled:
+            return {}
+        # What holds a value before the value: `properties` (a cell of JSON) before
+        # `properties.color`, so the column's key joins the cell's object.
+        filled.sort(key=lambda pair: len(pair[0].path))
+        event: dict[str, Any] = {}
+        given: dict[tuple[str, ...], int] = {}  # path -> the column that gave it
+        found: list[Issue] = []
+        for column, cell in filled:
+            value: Any = cell
+            if column.json:
+                value = _from_json(cell)
+                if value is not cell and value.__class__ is not TooLargeText and "{" in cell:
+                    found.extend(
+                        attentive_duplicates(
+                            cell,
+                            value,
+                            prefix=".".join(column.path),
+                            inside=f" (column {column.name})",
+                        )
+                    )
+            _place_in_event(event, column, value, given, found)
+        if found:
+            event = RowWithDuplicates(event)
+            event.duplicates = found
+        return event
+
+    return build
+
+
+def _place_in_event(
+    event: dict[str, Any],
+    column: _EventColumn,
+    value: Any,
+    given: dict[tuple[str, ...], int],
+    found: list[Issue],
+) -> None:
+    path = column.path
+    target = event
+    for step in path[:-1]:
+        child = target.get(step, _ABSENT)
+        if child is _ABSENT:
+            child = target[step] = {}
+        elif child.__class__ is not dict:
+            return  # a cell that is no object holds the place: the engine reports it
+        target = child
+    last = path[-1]
+    if last in target:
+        # Given by another column, or inside the JSON of a column that holds this one.
+        other = next(
+            (given[path[:depth]] for depth in range(len(path), 0, -1) if path[:depth] in given),
+            column.index,
+        )
+        shown = ".".join(path)
+        found.append(
+            Issue(
+                shown,
+                ERROR,
+                Code.DUPLICATE_KEY,
+                f"{shown} is given twice in this row (columns {_column_letter(other)} and "
+                f"{_column_letter(column.index)}): only the last one was checked; keep one",
+            )
+        )
+    target[last] = value
+    given[path] = column.index

@@ -89,10 +89,10 @@ def write_ndjson(out: IO[str], buffer: FindingBuffer, summary: Summary) -> None:
     out.write(json.dumps({"summary": summary.as_dict()}) + "\n")
 
 
-def _where(finding: Finding) -> str:
+def _where(finding: Finding, noun: str = "signal") -> str:
     if finding.line is None:
-        return f"signal {finding.signal}"
-    return f"signal {finding.signal} (line {finding.line})"
+        return f"{noun} {finding.signal}"
+    return f"{noun} {finding.signal} (line {finding.line})"
 
 
 def _plural(count: int, word: str) -> str:
@@ -100,20 +100,34 @@ def _plural(count: int, word: str) -> str:
 
 
 def write_text(
-    out: IO[str], buffer: FindingBuffer, summary: Summary, *, file_name: str, tier: str
+    out: IO[str],
+    buffer: FindingBuffer,
+    summary: Summary,
+    *,
+    file_name: str,
+    tier: str,
+    destination: str = "connect",
 ) -> None:
     """A report that reads like a person wrote it: the verdict, the problems grouped by
-    field and code with counts and first examples, then each finding."""
+    field and code with counts and first examples, then each finding. `destination`
+    "attentive": the records are Attentive custom events (the tier means nothing there)."""
     w = out.write
-    w(f"{file_name}: {_plural(summary.signals, 'signal')} checked for a {tier} app key.\n")
+    events = destination == "attentive"
+    noun, verdict = (
+        ("event", "Attentive would refuse") if events else ("signal", "Connect would discard")
+    )
+    if events:
+        w(f"{file_name}: {_plural(summary.signals, noun)} checked as Attentive custom events.\n")
+    else:
+        w(f"{file_name}: {_plural(summary.signals, noun)} checked for a {tier} app key.\n")
     if summary.signals == 0:
-        w("The file holds no signals.\n")
+        w(f"The file holds no {noun}s.\n")
     elif summary.rejected == 0 and summary.warnings == 0:
-        w("Every signal is valid; nothing to fix.\n")
+        w(f"Every {noun} is valid; nothing to fix.\n")
     else:
         w(
             f"{summary.valid:,} valid, {summary.rejected:,} rejected "
-            f"(Connect would discard them), with {_plural(summary.errors, 'error')} and "
+            f"({verdict} them), with {_plural(summary.errors, 'error')} and "
             f"{_plural(summary.warnings, 'warning')}.\n"
         )
     if summary.contact_key_only:
@@ -130,13 +144,13 @@ def write_text(
         summary.by_field.items(), key=lambda item: (item[0][2] != "error", -item[1], item[0])
     )
     for (path, code, severity), count in groups:
-        w(f"\n  {path or '(the whole signal)'}: {code} {severity}, {_plural(count, 'time')}\n")
+        w(f"\n  {path or f'(the whole {noun})'}: {code} {severity}, {_plural(count, 'time')}\n")
         for example in examples.get((path, code, severity), []):
-            w(f"    e.g. {_where(example)}: {example.message}\n")
+            w(f"    e.g. {_where(example, noun)}: {example.message}\n")
 
     w("\nAll findings:\n")
     for finding in buffer.findings():
         w(
-            f"  {_where(finding)} {finding.severity} {finding.code} at "
-            f"{finding.path or '(the whole signal)'}: {finding.message}\n"
+            f"  {_where(finding, noun)} {finding.severity} {finding.code} at "
+            f"{finding.path or f'(the whole {noun})'}: {finding.message}\n"
         )

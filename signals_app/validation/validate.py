@@ -7,20 +7,28 @@ parts are stitched back in file order, so the report is the same as a single pas
 that cannot be judged apart from the rest (a JSON array laid out otherwise, a CSV split
 inside a quoted cell, anything the single pass would refuse) sends the whole file down the
 single pass, which then gives the findings or the refusal.
+
+`Options.destination` chooses the rules: Acoustic Connect signals (the engine, behind the
+fast path) or Attentive custom events (attentive.py, every record; no fast path). Events
+count property keys per event type across the file (the first 200 are usable): each part
+counts its own, and the parent reruns, with the keys of the parts before it, any part whose
+count could differ from the single pass's (see _key_reruns), so the report stays the same.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import orjson
 
@@ -41,6 +49,10 @@ from signals_app.validation.readers import (
     open_signal_file,
 )
 from signals_app.validation.schema import Tier
+
+if TYPE_CHECKING:
+    # Imported where used: a Connect run (and the command line's start) does without them.
+    from signals_app.validation.attentive import KeyLimit, KeySnapshot
 
 FindingSink = Callable[[Finding], None]
 IssueWriter = Callable[[int, int | None, Issue], None]
@@ -77,6 +89,34 @@ class Options:
     # so the caller knows whether it must read the file again to say whose key each is.
     # None (the command line): not counted.
     app_keys: frozenset[str] | None = None
+    # Whose rules judge the records: Acoustic Connect signals, or Attentive custom events
+    # (SPEC §6), which ignore tier, default_app_key and app_keys.
+    destination: Literal["connect", "attentive"] = "connect"
+    # Attentive: the moment occurredAt is measured from (seconds since the epoch: older
+    # than 12 hours, no journey fires); None: when validate_file starts.
+    now: float | None = None
+
+
+class _NoFastPath:
+    """The fast path's interface for Attentive events, which have none: every record is
+    "not sure", so the engine judges it."""
+
+    prefer_wrapper = False
+
+    def check_json(self, raw: bytes) -> None:
+        return None
+
+    def check_value(self, value: Any) -> None:
+        return None
+
+    def classify_json(self, raw: bytes) -> int:
+        return NOT_SURE
+
+    def classify_value(self, value: Any) -> int:
+        return NOT_SURE
+
+    def json_classifier(self) -> Callable[[bytes], int]:
+        return self.classify_json
 
 
 class _Judge:
@@ -86,9 +126,24 @@ class _Judge:
         self, options: Options, sink: FindingSink | None, writer: IssueWriter | None = None
     ) -> None:
         self.options = options
-        self.fast = FastPath(
-            tier=options.tier, default_app_key=options.default_app_key, app_keys=options.app_keys
-        )
+        self.fast: FastPath | _NoFastPath
+        self.events = options.destination == "attentive"
+        # Attentive: the property keys per event type met so far (None for Connect).
+        self.keys: KeyLimit | None = None
+        self.now = 0.0  # Attentive: what occurredAt is measured from
+        if self.events:
+            from signals_app.validation import attentive
+
+            self._attentive = attentive
+            self.fast = _NoFastPath()
+            self.keys = attentive.KeyLimit()
+            self.now = time.time() if options.now is None else options.now
+        else:
+            self.fast = FastPath(
+                tier=options.tier,
+                default_app_key=options.default_app_key,
+                app_keys=options.app_keys,
+            )
         self.sink = sink
         self.writer = writer  # instead of the sink: takes the issue without a Finding
         self.summary = Summary()
@@ -140,6 +195,9 @@ class _Judge:
         summary.contact_key_only += contact_key_only
 
     def _full(self, index: int, line: int | None, value: Any, raw: bytes | None = None) -> None:
+        if self.events:
+            self._full_event(index, line, value, raw)
+            return
         check = check_signal(
             value, tier=self.options.tier, default_app_key=self.options.default_app_key
         )
@@ -162,6 +220,20 @@ class _Judge:
             if duplicates:
                 issues = duplicates + issues
         self._report(index, line, issues, contact_key_only=check.contact_key_only)
+
+    def _full_event(
+        self, index: int, line: int | None, value: Any, raw: bytes | None = None
+    ) -> None:
+        """An Attentive custom event. An event with a key written twice is rejected, so its
+        property keys do not count towards its type's 200."""
+        attentive = self._attentive
+        duplicates = attentive.attentive_duplicates(raw, value) if raw is not None else []
+        check = attentive.check_event(value, keys=None if duplicates else self.keys, now=self.now)
+        issues = duplicates + check.issues if duplicates else check.issues
+        self._report(index, line, issues, contact_key_only=False)
+
+    def key_snapshot(self) -> KeySnapshot | None:
+        return None if self.keys is None else self.keys.snapshot()
 
     def _report(
         self, index: int, line: int | None, issues: list[Issue], *, contact_key_only: bool
@@ -210,10 +282,14 @@ def validate_file(
     """
     global _counters
     options = options or Options()
+    if options.destination == "attentive" and options.now is None:
+        options = dataclasses.replace(options, now=time.time())  # one moment for all parts
     workers = workers if workers is not None else (os.cpu_count() or 1)
     _counters = counters  # the parts, forked, find them here
     try:
-        with open_signal_file(path, max_inflated_bytes=max_inflated_bytes) as signal_file:
+        with open_signal_file(
+            path, max_inflated_bytes=max_inflated_bytes, destination=options.destination
+        ) as signal_file:
             if (
                 not signal_file.compressed
                 and workers > 1
@@ -273,6 +349,8 @@ class _PartResult:
     # "" when it has none, for the parent to check the structure across parts.
     first: str = ""
     last: str = ""
+    # Attentive: the property keys per event type the part met (KeyLimit.snapshot).
+    keys: KeySnapshot | None = None
 
 
 class _FindingWriter:
@@ -312,7 +390,7 @@ def _validate_parallel(
             return None
         points = _split_points(path, workers)
         return _run_parts(path, _validate_json_part, points, (), options, sink, 0)
-    if file_format in ("csv", "export-csv"):
+    if file_format in ("csv", "export-csv", "events-csv"):
         head = signal_file.csv_header()
         if head is None:
             return None
@@ -363,9 +441,96 @@ def _run_parts(
             raise
         if any(result.unfit for result in results) or not _tokens_fit(results, function):
             return None
+        if options.destination == "attentive":
+            reruns = _key_reruns([result.keys for result in results])
+            if reruns is None:
+                return None
+            if reruns:
+                _rerun_parts(path, function, ranges, part_args, options, folder, reruns, results)
         return _stitch(results, sink, lines_before)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# Attentive: per part to run again, the keys each event type has met in the parts before it.
+Presets = dict[int, dict[str, tuple[str, ...]]]
+_key_presets: Presets = {}  # for the parts run again, forked, to find
+
+
+def _part_judge(options: Options, writer: _FindingWriter, number: int) -> _Judge:
+    judge = _Judge(options, None, writer.write)
+    preset = _key_presets.get(number)
+    if preset is not None:
+        from signals_app.validation.attentive import KeyLimit
+
+        judge.keys = KeyLimit(preset)
+    return judge
+
+
+def _key_reruns(snapshots: list[KeySnapshot | None]) -> Presets | None:
+    """The parts of an Attentive file whose key_limit warnings could differ from the single
+    pass's, each with the keys per type that the single pass has met when it reaches the
+    part; None when the file must take the single pass (types past MAX_TYPES_TRACKED).
+
+    A part counted from nothing. For a type the parts before it never met, that is what the
+    single pass does. For another, it is still the same when the part met no more than 200
+    keys of the type and these together with the keys met before are no more than 200:
+    neither way warns. Any other part runs again from the keys met before it, which are
+    the first 200 of the parts before it, merged in file order: each part's first 200
+    hold all the keys the merge can take from it."""
+    from signals_app.validation.attentive import MAX_KEYS_PER_TYPE, MAX_TYPES_TRACKED
+
+    merged: dict[str, dict[str, None]] = {}
+    reruns: Presets = {}
+    for number, snapshot in enumerate(snapshots):
+        assert snapshot is not None  # an Attentive part always sends its keys
+        if snapshot.capped:
+            return None
+        if number and any(
+            event_type in merged
+            and (over or len(merged[event_type].keys() | set(keys)) > MAX_KEYS_PER_TYPE)
+            for event_type, (keys, over) in snapshot.types.items()
+        ):
+            reruns[number] = {event_type: tuple(keys) for event_type, keys in merged.items()}
+        for event_type, (keys, _) in snapshot.types.items():
+            known = merged.setdefault(event_type, {})
+            for key in keys:
+                if len(known) >= MAX_KEYS_PER_TYPE:
+                    break
+                known[key] = None
+    if len(merged) > MAX_TYPES_TRACKED:
+        return None  # the single pass stops counting new types there
+    return reruns
+
+
+def _rerun_parts(
+    path: Path,
+    function: PartFunction,
+    ranges: list[tuple[int, int]],
+    part_args: tuple[Any, ...],
+    options: Options,
+    folder: str,
+    reruns: Presets,
+    results: list[_PartResult],
+) -> None:
+    """Run the parts in `reruns` again, each from its preset keys, in place in `results`."""
+    global _key_presets
+    _key_presets = reruns  # the forked parts find theirs here
+    parts: list[tuple[int, Forked[_PartResult]]] = []
+    try:
+        for number in reruns:
+            a, b = ranges[number]
+            args = (str(path), number, a, b, options, folder, *part_args)
+            parts.append((number, Forked(function, args)))
+        for number, part in parts:
+            os.unlink(results[number].findings_path)
+            results[number] = part.result()
+    except BaseException:
+        for _, part in parts:
+            part.kill()
+        raise
+    finally:
+        _key_presets = {}
 
 
 def _stitch(results: list[_PartResult], sink: FindingSink | None, lines_before: int) -> Summary:
@@ -487,7 +652,7 @@ def _validate_ndjson_part(
 ) -> _PartResult:
     """Validate the lines in [start, end); findings numbered from the part's start."""
     writer = _FindingWriter(folder)
-    judge = _Judge(options, None, writer.write)
+    judge = _part_judge(options, writer, number)
     # The hot loop: the fast path classifies a whole block of lines (one call per line,
     # counted in C); only the lines it does not call clean (blank ones among them) take
     # a Python step each, to the engine.
@@ -537,7 +702,7 @@ def _validate_ndjson_part(
         return _PartResult(judge.summary, line_no, writer.path, unfit=True)
     writer.close()
     judge.add_clean(clean, clean_contact_key_only)
-    return _PartResult(judge.summary, line_no, writer.path)
+    return _PartResult(judge.summary, line_no, writer.path, keys=judge.key_snapshot())
 
 
 # --- JSON arrays, one element per line ---------------------------------------------------
@@ -577,7 +742,7 @@ def _validate_json_part(
     Anything but "[", elements each alone on a line with its comma, and "]" makes the
     part unfit."""
     writer = _FindingWriter(folder)
-    judge = _Judge(options, None, writer.write)
+    judge = _part_judge(options, writer, number)
     classify = judge.fast.classify_json
     state = "S" if number == 0 else ""
     first = ""
@@ -637,7 +802,9 @@ def _validate_json_part(
         return _PartResult(judge.summary, 0, writer.path, unfit=True)
     writer.close()
     judge.add_clean(clean, clean_contact_key_only)
-    return _PartResult(judge.summary, 0, writer.path, first=first, last=state)
+    return _PartResult(
+        judge.summary, 0, writer.path, first=first, last=state, keys=judge.key_snapshot()
+    )
 
 
 def _tokens_fit(results: list[_PartResult], function: PartFunction) -> bool:
@@ -722,7 +889,7 @@ def _validate_csv_part(
     the part's start (from the file's for the first part). A CSV error, one that the
     single pass would report or a split inside a quoted cell, makes the part unfit."""
     writer = _FindingWriter(folder)
-    judge = _Judge(options, None, writer.write)
+    judge = _part_judge(options, writer, number)
     classify = judge.fast.classify_value
     full = judge.judge_unclear_value
     build = csv_row_builder(file_format, header)
@@ -754,4 +921,4 @@ def _validate_csv_part(
             return _PartResult(judge.summary, 0, writer.path, unfit=True)
     writer.close()
     judge.add_clean(clean, clean_contact_key_only)
-    return _PartResult(judge.summary, reader.line_num, writer.path)
+    return _PartResult(judge.summary, reader.line_num, writer.path, keys=judge.key_snapshot())

@@ -1,8 +1,11 @@
-"""`python manage.py validate_signals FILE [--tier ...] [--app-key KEY] [--report ndjson|text]`
+"""`python manage.py validate_signals FILE [--tier ...] [--app-key KEY]
+[--destination connect|attentive] [--report ndjson|text]`
 
 Judges a file alone, never consulting the database (SPEC §2, §5); the work is in
 signals_app/validation/cli.py, which manage.py also runs without starting Django. Exit
 status: 0 when no signal is rejected, 1 when some are, 2 when the file cannot be read.
+`--destination attentive` judges Attentive custom events (SPEC §6) with the same report;
+`--tier` and `--app-key` are then ignored.
 """
 
 from __future__ import annotations
