@@ -52,11 +52,100 @@ def _n(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """What one destination took: Connect's signals or Attentive's events."""
+
+    vendor: str
+    unit: str
+    sent: int
+    failed: int
+    unknown: int
+
+    def says(self) -> str:
+        said = f"{self.vendor} accepted {_n(self.sent, self.unit)}"
+        if self.failed:
+            said += f", refused {self.failed:,}"
+        if self.unknown:
+            said += f", the outcome of {self.unknown:,} is unknown"
+        return said
+
+
+def _deliveries(imp: ImportFigures) -> list[_Delivery]:
+    """The destinations of an import sent to Attentive too (or instead); [] for Connect
+    alone (whose wording is import_outcome's own)."""
+    if getattr(imp, "attentive_account_id", None) is None:
+        return []
+    found = []
+    if getattr(imp, "send_to_connect", True):
+        found.append(_Delivery("Connect", "signal", imp.accepted, imp.failed, imp.unknown))
+    found.append(
+        _Delivery(
+            "Attentive",
+            "event",
+            getattr(imp, "attentive_sent", 0),
+            getattr(imp, "attentive_failed", 0),
+            getattr(imp, "attentive_unknown", 0),
+        )
+    )
+    return found
+
+
+def _both_completed(deliveries: list[_Delivery], resend: str, rejected: int) -> Outcome:
+    """A completed import sent to Attentive (and maybe Connect): a destination that
+    refused everything is said first, in red, whatever the other took."""
+    refused = [d for d in deliveries if d.failed and not d.sent and not d.unknown]
+    headline = "; ".join(d.says() for d in deliveries) + "."
+    if refused:
+        names = " and ".join(d.vendor for d in refused)
+        said = [f"{d.vendor} refused all {_n(d.failed, d.unit)}" for d in refused]
+        said += [d.says() for d in deliveries if d not in refused]
+        return Outcome(
+            "refused",
+            f"Refused by {names}",
+            "bad",
+            "; ".join(said) + ".",
+            f"Read the batches' errors below; fix the cause, then {resend}.",
+        )
+    if any(d.unknown for d in deliveries):
+        return Outcome(
+            "attention",
+            "Needs attention",
+            "warn",
+            headline,
+            "Check at the vendor whether the batches of unknown outcome arrived; only then "
+            f"{resend}: a resend of what did arrive doubles it.",
+        )
+    if any(d.failed for d in deliveries):
+        return Outcome(
+            "partial",
+            "Completed with failures",
+            "bad",
+            headline,
+            f"Read the failed batches' errors below, then {resend}.",
+        )
+    if not any(d.sent for d in deliveries):
+        return Outcome(
+            "nothing",
+            "Nothing sent",
+            "bad",
+            "Nothing was sent: the import had none left to send.",
+            "Upload the file again if signals are missing.",
+        )
+    skipped = f" ({_n(rejected, 'rejected signal')} skipped)" if rejected else ""
+    return Outcome("completed", "Completed", "good", headline[:-1] + skipped + ".", "")
+
+
 def import_outcome(imp: ImportFigures, *, can_resend: bool = False) -> Outcome:
     """The outcome of `imp`; `can_resend` (ops and admins) words the next step as theirs."""
     status = imp.status
     resend = "resend them below" if can_resend else "ask ops to resend them"
     target = "Connect (test)" if imp.mode == "test" else "Connect, live"
+    deliveries = _deliveries(imp)
+    if deliveries:
+        target = " and ".join(
+            "Connect, live" if d.vendor == "Connect" else "Attentive" for d in deliveries
+        )
     if status in ("uploaded", "validating"):
         return Outcome(
             "validating" if status == "validating" else "uploaded",
@@ -117,6 +206,14 @@ def import_outcome(imp: ImportFigures, *, can_resend: bool = False) -> Outcome:
             ),
             "Read the reason below; ask an administrator if it names the worker.",
         )
+    if status == "cancelled" and deliveries:
+        return Outcome(
+            "cancelled",
+            "Cancelled",
+            "muted",
+            "Cancelled: " + "; ".join(d.says() for d in deliveries) + " before that.",
+            "Upload the file again to send the rest.",
+        )
     if status == "cancelled":
         return Outcome(
             "cancelled",
@@ -126,7 +223,9 @@ def import_outcome(imp: ImportFigures, *, can_resend: bool = False) -> Outcome:
             + (f"; the outcome of {_n(imp.unknown, 'signal')} is unknown." if imp.unknown else "."),
             "Upload the file again to send the rest." if imp.valid > imp.sent else "",
         )
-    # completed: every batch has a final state; what did Connect take?
+    # completed: every batch has a final state; what did Connect (and Attentive) take?
+    if deliveries:
+        return _both_completed(deliveries, resend, imp.rejected)
     if imp.unknown:
         return Outcome(
             "attention",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -36,6 +37,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 from django_htmx.middleware import HtmxDetails
 
+from connectadmin.models import AttentiveAccount
 from signals_app import charts
 from signals_app.access import (
     can_import,
@@ -48,16 +50,20 @@ from signals_app.json_markup import Marked, json_with_marks
 from signals_app.models import (
     AuditEvent,
     BatchState,
+    Destination,
     ImportBatch,
     ImportMode,
     ImportStatus,
     SignalImport,
 )
 from signals_app.outcome import import_outcome
-from signals_app.services import downloads, fixes, preview, sending, upload
+from signals_app.services import attentive_sending, downloads, fixes, preview, sending, upload
+from signals_app.services.attentive_events import DEFAULT_EVENT_TYPES, event_types
 from signals_app.services.errors import ImportRefused
 from signals_app.uploads import UploadSizeCap, human_size, install_upload_cap
+from signals_app.validation.attentive import check_event
 from signals_app.validation.readers import UnreadableFile
+from signals_app.validation.schema import SIGNAL_TYPES
 
 P = ParamSpec("P")
 
@@ -288,12 +294,24 @@ def _progress(signal_import: SignalImport) -> Progress | None:
         def signals(state: str) -> str:
             return f"{totals.get(state, (0, 0))[1]:,}"
 
-        facts = [
-            ("Batches", f"{done:,} of {total:,}"),
-            ("Signals accepted", signals(BatchState.SENT)),
-            ("Failed", signals(BatchState.FAILED)),
-            ("Outcome unknown", signals(BatchState.UNKNOWN)),
-        ]
+        facts = [("Batches", f"{done:,} of {total:,}")]
+        if signal_import.send_to_connect:
+            facts += [
+                (
+                    "Signals accepted by Connect"
+                    if signal_import.attentive_account_id is not None
+                    else "Signals accepted",
+                    signals(BatchState.SENT),
+                ),
+                ("Failed", signals(BatchState.FAILED)),
+                ("Outcome unknown", signals(BatchState.UNKNOWN)),
+            ]
+        if signal_import.attentive_account_id is not None:
+            facts += [
+                ("Events accepted by Attentive", f"{signal_import.attentive_sent:,}"),
+                ("Refused", f"{signal_import.attentive_failed:,}"),
+                ("Of unknown outcome", f"{signal_import.attentive_unknown:,}"),
+            ]
         states = ", ".join(
             f"{counts[state]:,} {label.lower()}"
             for state, label in BatchState.choices
@@ -373,6 +391,7 @@ def import_detail(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
 
     if signal_import.status not in NOT_PREVIEWABLE:
         context.update(_preview_context(request, signal_import))
+        context.update(_destinations_context(signal_import))
         if target == "rejected":
             return TemplateResponse(request, template_name + "#rejected", context)
 
@@ -392,12 +411,13 @@ def batch_counts(signal_import: SignalImport) -> dict[str, int]:
 
 
 def ledger_totals(signal_import: SignalImport) -> dict[str, tuple[int, int]]:
-    """(batches, signals) per ledger state, in one GROUP BY: the figures of a refresh all
-    come from the same moment of the ledger."""
+    """(batches, Connect signals) per ledger state, in one GROUP BY: the figures of a
+    refresh all come from the same moment of the ledger. Attentive's batches count as
+    batches; their events are the import's attentive_* counters."""
     rows = (
         signal_import.batches.order_by()
         .values("state")
-        .annotate(n=Count("id"), signals=Sum("size"))
+        .annotate(n=Count("id"), signals=Sum("size", filter=Q(destination=Destination.CONNECT)))
         .values_list("state", "n", "signals")
     )
     return {state: (n, signals or 0) for state, n, signals in rows}
@@ -488,6 +508,31 @@ def _preview_context(request: HtmxHttpRequest, signal_import: SignalImport) -> d
     }
 
 
+def _destinations_context(signal_import: SignalImport) -> dict[str, Any]:
+    """What the send form offers beyond Connect: the Attentive accounts, the event name of
+    each signal type (editable), and the import's first valid signal as Attentive would
+    receive it."""
+    accounts = list(AttentiveAccount.objects.order_by("name"))
+    # The send form (validated) and the promote form (a completed test) offer them.
+    offered = signal_import.status == ImportStatus.VALIDATED or (
+        signal_import.status == ImportStatus.COMPLETED and not signal_import.is_live
+    )
+    if not accounts or not offered or not signal_import.valid:
+        return {"attentive_accounts": accounts}
+    types = event_types(signal_import.attentive_event_types)
+    sample = attentive_sending.sample_event(signal_import, types)
+    # What Attentive would make of that event (its warnings: an old occurredAt, lists).
+    sample_issues = check_event(sample).issues if sample else []
+    return {
+        "attentive_sample_issues": sample_issues,
+        "attentive_accounts": accounts,
+        "event_type_rows": [
+            (name, SIGNAL_TYPES[name].label, types[name]) for name in DEFAULT_EVENT_TYPES
+        ],
+        "attentive_sample": json.dumps(sample, indent=2, ensure_ascii=False) if sample else "",
+    }
+
+
 def _quote(value: str) -> str:
     return quote(value, safe="")
 
@@ -507,17 +552,48 @@ def import_send(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
     if signal_import.is_live and not can_send_live(request.user):
         raise PermissionDenied("Sending live needs the “send live” permission.")
     try:
-        sending.import_send(
+        sent = sending.import_send(
             signal_import=signal_import,
             user=request.user,
             confirm_skip=_int_or_none(request.POST.get("confirm_skip")),
+            destinations=_destinations(request),
         )
     except ImportRefused as refused:
         messages.error(request, str(refused))
     else:
-        mode = "live" if signal_import.is_live else "as a test"
-        messages.success(request, f"Sending {signal_import.valid:,} signals {mode}.")
+        mode = "live" if sent.is_live else "as a test"
+        where = " and ".join(
+            name
+            for name, chosen in (
+                ("Connect", sent.send_to_connect),
+                (f"Attentive ({sent.attentive_account})", sent.attentive_account_id),
+            )
+            if chosen
+        )
+        messages.success(request, f"Sending {sent.valid:,} signals {mode} to {where}.")
     return redirect(_detail_url(signal_import))
+
+
+def _destinations(request: HtmxHttpRequest) -> sending.Destinations | None:
+    """The send form's choice of destinations (None from a form without the choice)."""
+    post = request.POST
+    if "destinations" not in post:
+        return None
+    account_id = _int_or_none(post.get("attentive_account"))
+    account = None
+    if account_id is not None:
+        account = AttentiveAccount.objects.filter(pk=account_id).first()
+        if account is None:
+            raise ImportRefused("That Attentive account no longer exists; choose another.")
+    types = {
+        name: post[f"event_type_{name}"].strip()
+        for name in DEFAULT_EVENT_TYPES
+        if post.get(f"event_type_{name}", "").strip()
+        and post[f"event_type_{name}"].strip() != DEFAULT_EVENT_TYPES[name]
+    }
+    return sending.Destinations(
+        connect=post.get("to_connect") == "1", attentive=account, event_types=types
+    )
 
 
 @login_required
@@ -533,6 +609,7 @@ def import_promote(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
             user=request.user,
             confirm_skip=_int_or_none(request.POST.get("confirm_skip")),
             confirm_incomplete=request.POST.get("confirm_incomplete") == "1",
+            destinations=_destinations(request),
         )
     except ImportRefused as refused:
         messages.error(request, str(refused))
@@ -598,11 +675,12 @@ def batch_resend(request: HtmxHttpRequest, public_id: UUID, number: int) -> Http
         raise PermissionDenied("Resending a live batch needs the “send live” permission.")
     reason = request.POST.get("reason", "").strip()
     problem = ""
+    vendor = batch.get_destination_display().removeprefix("Acoustic ")
     if request.method == "POST" and batch.state == BatchState.UNKNOWN:
         if request.POST.get("confirm") != "1":
-            problem = "Tick the box to confirm that you checked Connect."
+            problem = f"Tick the box to confirm that you checked {vendor}."
         elif not reason:
-            problem = "Say why the batch is resent (what you found in Connect)."
+            problem = f"Say why the batch is resent (what you found in {vendor})."
     if request.method != "POST" or problem:
         context = {
             "imp": signal_import,
@@ -610,6 +688,7 @@ def batch_resend(request: HtmxHttpRequest, public_id: UUID, number: int) -> Http
             "sample": _batch_sample(signal_import, batch),
             "reason": reason,
             "problem": problem,
+            "vendor": vendor,
         }
         return TemplateResponse(
             request, "signals/batch_resend.html", context, status=400 if problem else 200

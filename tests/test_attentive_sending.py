@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Group, Permission, User
 
 from connectadmin.models import AttentiveAccount
 from signals_app.attentive_client import event_id
@@ -60,8 +60,10 @@ def setup(tmp_path: Path, settings: Any) -> Path:
 
 @pytest.fixture
 def sender(db: None) -> User:
+    """A marketer who may send live."""
     user = User.objects.create_user("live", password="x")
     user.user_permissions.add(Permission.objects.get(codename="send_live"))
+    user.groups.add(Group.objects.get_or_create(name="marketer")[0])
     return User.objects.get(pk=user.pk)
 
 
@@ -371,3 +373,62 @@ def test_without_its_rate_limit_nothing_more_is_sent_and_the_page_says_why(
     assert received(sandbox) == []
     assert not signal_import.batches.filter(state=BatchState.IN_FLIGHT).exists()
     assert signal_import.batches.filter(state=BatchState.PENDING).count() == 3
+
+
+def test_the_send_form_offers_attentive_and_sends_with_the_marketers_names(
+    setup: Path, sender: User, sandbox: Sandbox
+) -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    target = account(sandbox)
+    signal_import = validated(setup, sender)
+    client = Client()
+    client.force_login(sender)
+    page = client.get(reverse("signals:import_detail", args=[signal_import.public_id]))
+    html = page.content.decode()
+    assert 'name="attentive_account"' in html and "Shop (at most 500 a second)" in html
+    assert 'name="event_type_order" value="Placed order"' in html
+    assert "&quot;type&quot;: &quot;Placed order&quot;" in html  # the first signal, mapped
+
+    response = client.post(
+        reverse("signals:import_send", args=[signal_import.public_id]),
+        {
+            "destinations": "1",
+            "to_connect": "1",
+            "attentive_account": str(target.pk),
+            "event_type_order": "Bought",
+            "event_type_addToCart": "Added to cart",  # the default: not stored
+            "confirm_skip": str(len(REJECTED)),
+        },
+    )
+    assert response.status_code == 302
+    signal_import.refresh_from_db()
+    assert signal_import.status == ImportStatus.SENDING
+    assert signal_import.send_to_connect and signal_import.attentive_account == target
+    assert signal_import.attentive_event_types == {"order": "Bought"}
+    assert {b.destination for b in signal_import.batches.all()} == {
+        Destination.CONNECT,
+        Destination.ATTENTIVE,
+    }
+
+
+def test_the_send_form_of_a_test_import_says_attentive_waits_for_live(
+    setup: Path, sender: User, sandbox: Sandbox
+) -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    target = account(sandbox)
+    signal_import = validated(setup, sender, mode=ImportMode.TEST)
+    client = Client()
+    client.force_login(sender)
+    page = client.get(reverse("signals:import_detail", args=[signal_import.public_id]))
+    assert "Attentive has no test mode" in page.content.decode()
+    response = client.post(
+        reverse("signals:import_send", args=[signal_import.public_id]),
+        {"destinations": "1", "to_connect": "1", "attentive_account": str(target.pk)},
+        follow=True,
+    )
+    assert "Attentive has no test mode" in response.content.decode()
+    assert not signal_import.batches.exists()

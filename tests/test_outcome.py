@@ -80,3 +80,50 @@ def test_the_next_step_is_worded_for_who_can_take_it() -> None:
     assert "ask ops to resend" in import_outcome(unknown).next_step
     assert "resend them below" in import_outcome(unknown, can_resend=True).next_step
     assert "Check in Connect" in import_outcome(unknown).next_step
+
+
+@dataclass
+class BothFigures(Figures):
+    """An import sent to Connect and to an Attentive account (or Attentive alone)."""
+
+    send_to_connect: bool = True
+    attentive_account_id: int | None = 1
+    attentive_sent: int = 0
+    attentive_failed: int = 0
+    attentive_unknown: int = 0
+
+
+def both(connect: tuple[int, int, int], attentive: tuple[int, int, int], **kw: object) -> Figures:
+    (sent, failed, unknown), (a_sent, a_failed, a_unknown) = connect, attentive
+    return BothFigures(
+        "completed", "live", sent=sent, accepted=sent, failed=failed, unknown=unknown,
+        attentive_sent=a_sent, attentive_failed=a_failed, attentive_unknown=a_unknown,
+        **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("figures", "key", "label", "tone", "headline"),
+    [
+        (both((11, 0, 0), (11, 0, 0)), "completed", "Completed", "good",
+         "Connect accepted 11 signals; Attentive accepted 11 events."),
+        # A vendor that refused everything is said first, in red, whatever the other took.
+        (both((11, 0, 0), (0, 11, 0)), "refused", "Refused by Attentive", "bad",
+         "Attentive refused all 11 events; Connect accepted 11 signals."),
+        (both((11, 0, 0), (9, 0, 2)), "attention", "Needs attention", "warn",
+         "Connect accepted 11 signals; Attentive accepted 9 events, the outcome of 2 is "
+         "unknown."),
+        (both((11, 0, 0), (10, 1, 0)), "partial", "Completed with failures", "bad",
+         "Connect accepted 11 signals; Attentive accepted 10 events, refused 1."),
+        (both((0, 0, 0), (11, 0, 0), send_to_connect=False), "completed", "Completed", "good",
+         "Attentive accepted 11 events."),
+    ],
+)  # fmt: skip
+def test_an_import_sent_to_attentive_reads_each_destination(
+    figures: Figures, key: str, label: str, tone: str, headline: str
+) -> None:
+    outcome = import_outcome(figures)
+    assert (outcome.key, outcome.label, outcome.tone, outcome.headline) == (
+        key, label, tone, headline
+    )  # fmt: skip
+    assert "Attentive" in import_outcome(BothFigures("sending", "live")).headline

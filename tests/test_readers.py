@@ -36,7 +36,7 @@ def write(tmp_path: Path, data: bytes, *, gz: bool = False, name: str = "signals
     return path
 
 
-def read_all(path: Path, **limits: int) -> tuple[SignalFile, list[Record]]:
+def read_all(path: Path, **limits: Any) -> tuple[SignalFile, list[Record]]:
     with open_signal_file(path, **limits) as signal_file:
         return signal_file, list(signal_file)
 

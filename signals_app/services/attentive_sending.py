@@ -57,7 +57,7 @@ from signals_app.services.attentive_events import event_types, map_signal
 from signals_app.services.rejections import Rejections
 from signals_app.services.upload import import_file_name
 from signals_app.validation.engine import unwrap
-from signals_app.validation.readers import open_signal_file
+from signals_app.validation.readers import UnreadableFile, open_signal_file
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,29 @@ def iter_events(
             event = map_signal(envelope, types).event
             event["externalEventId"] = event_id(public_id, record.index, account_id)
             yield record.index, event
+
+
+def sample_event(signal_import: SignalImport, types: dict[str, str]) -> dict[str, Any] | None:
+    """The first valid signal of the import as Attentive would receive it (the preview's
+    example; externalEventId left out, it is made per account at sending). None without a
+    valid signal or a readable file."""
+    source = signal_import.validation_source
+    rejected = Rejections.of(source)
+    try:
+        with (
+            files.local_path(files.imports(), import_file_name(source)) as path,
+            open_signal_file(
+                path, max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
+            ) as signal_file,
+        ):
+            for record in signal_file:
+                if record.index in rejected:
+                    continue
+                value = orjson.loads(record.raw) if record.raw is not None else record.value
+                return map_signal(unwrap(value)[0], types).event
+    except (OSError, ValueError, UnreadableFile):
+        return None
+    return None
 
 
 # --- one lane's run ---------------------------------------------------------------------

@@ -1417,9 +1417,12 @@ def import_promote(
     user: User,
     confirm_skip: int | None = None,
     confirm_incomplete: bool = False,
+    destinations: Destinations | None = None,
 ) -> SignalImport:
     """Send a completed test import's validated signals again, live: a new import. A test
-    that Connect did not accept whole (failed or unknown batches) needs `confirm_incomplete`."""
+    that Connect did not accept whole (failed or unknown batches) needs `confirm_incomplete`.
+    `destinations`: Connect alone when not given (Attentive may be chosen only now: a test
+    never goes there)."""
     if not user.has_perm(SEND_LIVE):
         raise PermissionDenied("Sending live needs the “send live” permission.")
     with transaction.atomic():
@@ -1470,7 +1473,9 @@ def import_promote(
         )
         audit(action="import.promote", actor=user, signal_import=live, promoted_from=tested.pk)
         # A refusal (e.g. no confirmation of the skipped signals) rolls the promotion back.
-        return import_send(signal_import=live, user=user, confirm_skip=confirm_skip)
+        return import_send(
+            signal_import=live, user=user, confirm_skip=confirm_skip, destinations=destinations
+        )
 
 
 def batch_resend(*, batch: ImportBatch, user: User, reason: str = "") -> ImportBatch:
