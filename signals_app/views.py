@@ -784,7 +784,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
         else None
     )
     form = HistoryFilterForm(request.GET or None, users=users)
-    queryset = visible.select_related("created_by", "app_key")
+    queryset = visible.select_related("created_by", "app_key", "attentive_account")
     sort = "-created"
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
@@ -855,6 +855,8 @@ def _charts(visible: QuerySet[SignalImport]) -> dict[str, Any]:
         ImportBatch.objects.filter(
             signal_import__in=visible,
             state=BatchState.SENT,
+            # Connect's signals: the same signals sent to Attentive too count once.
+            destination=Destination.CONNECT,
             finished_at__date__gte=days[0],
         )
         .annotate(day=TruncDate("finished_at"))
