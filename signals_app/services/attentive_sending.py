@@ -29,6 +29,7 @@ Attentive has no test flag: only live imports are sent there (`sending.import_se
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -45,6 +46,7 @@ from django.utils import timezone
 
 from connectadmin import files
 from connectadmin.ratelimit import (
+    LATE_SECONDS,
     Cancelled,
     RateLimiter,
     RateLimitUnavailable,
@@ -142,8 +144,23 @@ class _InFlight:
     started: float = 0.0
 
 
+@dataclass(slots=True)
+class _Call:
+    """One event on its way: its request, its outcome to come, its attempts so far."""
+
+    body: bytes
+    future: Future[EventResult | None]
+    started: float
+    attempts: int = 0
+    permit_at: float = 0.0  # monotonic() when its permit came
+
+
 class _Calls:
-    """The pool making the calls: a client per thread, a permit per call."""
+    """The calls of one run. One thread takes the permits (the shared rate limit's) one at
+    a time and hands each event, at its permit's moment, to a free thread of the pool,
+    which makes the call: few threads wait on the limit (a permit kept waiting for a busy
+    thread would reach Attentive late, bunched with the next ones), and up to
+    ATTENTIVE_CALLS_IN_FLIGHT calls wait on the vendor's answers at once."""
 
     def __init__(self, signal_import: SignalImport, limiter: RateLimiter | None = None) -> None:
         account = signal_import.attentive_account
@@ -157,19 +174,61 @@ class _Calls:
         # limit's store cannot be reached, so no call may go without its permit.
         self.broken: RateLimitUnavailable | None = None
         self.budget = retry_budget()
+        self.late_permits = 0  # permits given up because a thread came to them late
         self.local = threading.local()
         self.clients: list[AttentiveClient] = []
         self.clients_lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(calls_in_flight(), thread_name_prefix="attentive")
+        size = calls_in_flight()
+        self.free = threading.Semaphore(size)  # pool threads free to call at once
+        # Twice as many threads: a call waiting out its backoff keeps a thread, not a place.
+        self.pool = ThreadPoolExecutor(2 * size, thread_name_prefix="attentive")
+        self.waiting: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self.dispatcher = threading.Thread(
+            target=self._dispatch, name="attentive-permits", daemon=True
+        )
+        self.dispatcher.start()
 
     def submit(self, event: dict[str, Any]) -> Future[EventResult | None]:
-        return self.pool.submit(self._send, event)
+        """The event's outcome to come: None when the run stopped before its call."""
+        call = _Call(AttentiveClient.body(event), Future(), time.monotonic())
+        self.waiting.put(call)
+        return call.future
 
     def close(self) -> None:
         self.stop.set()
+        self.waiting.put(None)
+        self.dispatcher.join()
         self.pool.shutdown(wait=True)
         for client in self.clients:
             client.close()
+
+    def _dispatch(self) -> None:
+        while (call := self.waiting.get()) is not None:
+            if self.stop.is_set():
+                call.future.set_result(None)
+                continue
+            # A free thread first, then the permit: the call then leaves at its moment.
+            while not self.free.acquire(timeout=_POLL_SECONDS):
+                if self.stop.is_set():
+                    break
+            if self.stop.is_set():
+                self.free.release()
+                call.future.set_result(None)
+                continue
+            try:
+                self.limiter.acquire(self.api_key, self.limit, cancelled=self.stop.is_set)
+            except Cancelled:
+                self.free.release()
+                call.future.set_result(None)
+                continue
+            except RateLimitUnavailable as exc:
+                self.broken = exc
+                self.stop.set()
+                self.free.release()
+                call.future.set_result(None)
+                continue
+            call.permit_at = time.monotonic()
+            self.pool.submit(self._call, call)
 
     def _client(self) -> AttentiveClient:
         client = getattr(self.local, "client", None)
@@ -180,39 +239,40 @@ class _Calls:
                 self.clients.append(client)
         return client
 
-    def _send(self, event: dict[str, Any]) -> EventResult | None:
-        """One event, retried within the budget while the refusal is a passing one; None
-        when it was not sent because the run stopped first."""
+    def _call(self, call: _Call) -> None:
+        """One attempt, its permit taken; a refusal for a passing reason goes back to the
+        permits after its backoff, while the retry budget lasts."""
         from signals_app.services.sending import retry_delay
 
-        body = AttentiveClient.body(event)
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            if self.stop.is_set():
-                return None
-            try:
-                self.limiter.acquire(self.api_key, self.limit, cancelled=self.stop.is_set)
-            except Cancelled:
-                return None
-            except RateLimitUnavailable as exc:
-                self.broken = exc
-                self.stop.set()
-                return None
-            if self.stop.is_set():
-                return None
-            result = self._client().create_custom_event(event, body=body)
-            if result.outcome != Outcome.RETRYABLE:
-                return result
-            attempt += 1
-            delay = retry_delay(attempt=attempt, retry_after=result.retry_after)
-            if result.http_status == 429 or result.retry_after is not None:
-                # Attentive spoke to the key's holder: every worker sending with it waits.
-                self.limiter.pause(self.api_key, delay)
-            if time.monotonic() - started + delay > self.budget:
-                return result
-            if self.stop.wait(delay):
-                return None
+        try:
+            client = self._client()
+            if time.monotonic() - call.permit_at > LATE_SECONDS:
+                # The machine kept this thread from its permit's moment: the call would
+                # reach Attentive bunched with the next ones. A new permit instead.
+                self.late_permits += 1
+                self.free.release()
+                self.waiting.put(call)
+                return
+            result = client.create_custom_event({}, body=call.body)
+        except BaseException as exc:  # never leave the run waiting for this event
+            self.free.release()
+            call.future.set_exception(exc)
+            return
+        self.free.release()
+        call.attempts += 1
+        if result.outcome != Outcome.RETRYABLE:
+            call.future.set_result(result)
+            return
+        delay = retry_delay(attempt=call.attempts, retry_after=result.retry_after)
+        if result.http_status == 429 or result.retry_after is not None:
+            # Attentive spoke to the key's holder: every worker sending with it waits.
+            self.limiter.pause(self.api_key, delay)
+        if time.monotonic() - call.started + delay > self.budget:
+            call.future.set_result(result)
+        elif self.stop.wait(delay):
+            call.future.set_result(None)
+        else:
+            self.waiting.put(call)
 
 
 def send_lane(signal_import: SignalImport, *, on_progress: Callable[[], None] | None) -> None:
