@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final
 
 import httpx
 
 from connectadmin.models import AttentiveAccount
-from connectadmin.team import _tls_failure
+from connectadmin.team import ConnectionTest, tls_failure
 from signals_app.models import audit
 
 # `__typename` on the root query is part of the GraphQL specification: every GraphQL server
@@ -31,7 +31,6 @@ QUERY_CODES: Final = frozenset(
 )
 QUERY_WORDS: Final = ("__typename", "cannot query", "syntax error", "introspection", "validation")
 
-Outcome = Literal["ok", "wrong_key", "unreachable", "rate_limited", "tls", "unexpected"]
 OUTCOME_WORDS: Final[dict[str, str]] = {
     "ok": "Key accepted",
     "wrong_key": "Key refused",
@@ -43,19 +42,10 @@ OUTCOME_WORDS: Final[dict[str, str]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class AttentiveConnectionTest:
-    outcome: Outcome
-    detail: str  # for a person: what came back, and what to do
-    elapsed_ms: int
-    http_status: int | None = None
+class AttentiveConnectionTest(ConnectionTest):
+    """As a Connect account's test, in the words of an Attentive key."""
 
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
-
-    @property
-    def words(self) -> str:
-        return OUTCOME_WORDS[self.outcome]
+    WORDS: ClassVar[dict[str, str]] = OUTCOME_WORDS
 
 
 def _host_and_port(endpoint: str) -> str:
@@ -99,7 +89,7 @@ def attentive_account_test_connection(
             took(),
         )
     except (httpx.HTTPError, OSError) as exc:
-        if _tls_failure(exc):
+        if tls_failure(exc):
             result = AttentiveConnectionTest(
                 "tls", f"The secure connection to {where} failed ({exc}).", took()
             )

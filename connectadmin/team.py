@@ -8,7 +8,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import httpx
 from django.contrib.auth.models import Group, Permission, User
@@ -37,18 +37,22 @@ PING_QUERY: Final = "query ConnectadminConnectionTest { __typename }"
 CONNECT_TIMEOUT: Final = 5.0
 READ_TIMEOUT: Final = 10.0
 
-Outcome = Literal["ok", "wrong_key", "unreachable", "tls", "unexpected"]
+# "rate_limited": Attentive's test only (connectadmin.attentive_accounts).
+Outcome = Literal["ok", "wrong_key", "unreachable", "rate_limited", "tls", "unexpected"]
 OUTCOME_WORDS: Final[dict[str, str]] = {
     "ok": "OK",
     "wrong_key": "Wrong key",
     "unreachable": "Unreachable",
     "tls": "TLS problem",
     "unexpected": "Unexpected answer",
+    "rate_limited": "Rate limited",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionTest:
+    WORDS: ClassVar[dict[str, str]] = OUTCOME_WORDS
+
     outcome: Outcome
     detail: str  # for a person: what came back
     elapsed_ms: int
@@ -60,10 +64,10 @@ class ConnectionTest:
 
     @property
     def words(self) -> str:
-        return OUTCOME_WORDS[self.outcome]
+        return self.WORDS[self.outcome]
 
 
-def _tls_failure(exc: BaseException) -> bool:
+def tls_failure(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ssl.SSLError | ssl.CertificateError):
@@ -100,7 +104,7 @@ def account_test_connection(*, account: ConnectAccount, actor: Any = None) -> Co
             "unreachable", f"no answer from {endpoint} within {READ_TIMEOUT:g} s", took()
         )
     except (httpx.HTTPError, OSError) as exc:
-        if _tls_failure(exc):
+        if tls_failure(exc):
             result = ConnectionTest(
                 "tls", f"the secure connection to {endpoint} failed ({exc})", took()
             )

@@ -28,16 +28,8 @@ from typing import Any, Final
 
 import httpx
 import msgspec
-import orjson
 
-from signals_app.connect_client import (
-    Outcome,
-    Timeouts,
-    _describe,
-    _http_error,
-    graphql_errors_text,
-    parse_retry_after,
-)
+from signals_app.connect_client import Outcome, Timeouts, _describe, read_answer
 
 __all__ = [
     "CREATE_CUSTOM_EVENT",
@@ -58,7 +50,6 @@ CREATE_CUSTOM_EVENT: Final = (
     "type user { email phone externalIdentifiers { clientUserId customIdentifiers "
     "{ name value } } } } }"
 )
-_RETRYABLE_STATUS: Final = frozenset({429, 502, 503})
 
 # The namespace of every externalEventId connectadmin makes (UUID v5, RFC 9562): a fixed
 # constant, chosen once at random. Never change it: the ids of events already sent would
@@ -156,31 +147,12 @@ class AttentiveClient:
 
 def classify(response: httpx.Response) -> EventResult:
     """The outcome of one createCustomEvent answer."""
-    status = response.status_code
-    if status in _RETRYABLE_STATUS:
+    answer = read_answer(response)
+    if answer.outcome is not None:
         return EventResult(
-            Outcome.RETRYABLE,
-            status,
-            error=_http_error(response),
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            answer.outcome, answer.status, error=answer.error, retry_after=answer.retry_after
         )
-    if status >= 500 and status not in (501, 505):
-        # 500, 504 and other server or gateway failures: the event may have been stored
-        # before it went wrong. (501 and 505 refuse the request itself.)
-        return EventResult(Outcome.UNKNOWN, status, error=_http_error(response))
-    if status != 200:
-        return EventResult(Outcome.FAILED, status, error=_http_error(response))
-    try:
-        payload = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return EventResult(Outcome.UNKNOWN, status, error="HTTP 200 with a body that is not JSON")
-    if not isinstance(payload, dict):
-        return EventResult(Outcome.UNKNOWN, status, error="HTTP 200 with an unexpected body")
-    errors = payload.get("errors")
-    if errors:
-        # SPEC §6: GraphQL may answer 200 with an errors array; that is a failure.
-        return EventResult(Outcome.FAILED, status, error=graphql_errors_text(errors))
-    data = payload.get("data")
+    status, data = answer.status, answer.data
     created = data.get("createCustomEvent") if isinstance(data, dict) else None
     if not isinstance(created, dict):
         return EventResult(Outcome.UNKNOWN, status, error="HTTP 200 without createCustomEvent")

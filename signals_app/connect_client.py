@@ -137,11 +137,23 @@ class ConnectClient:
         return classify(response, expected=len(signals))
 
 
-def classify(response: httpx.Response, *, expected: int) -> SendResult:
-    """The outcome of one createSignals answer carrying `expected` signals."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A GraphQL mutation's HTTP answer as far as any mutation reads it alike: a verdict
+    (`outcome` set), or the `data` of a 200 without errors for the caller to read."""
+
+    outcome: Outcome | None
+    status: int
+    error: str = ""
+    retry_after: float | None = None
+    data: Any = None
+
+
+def read_answer(response: httpx.Response) -> Answer:
+    """What the status and the body say, whatever the mutation (Connect's, Attentive's)."""
     status = response.status_code
     if status in _RETRYABLE_STATUS:
-        return SendResult(
+        return Answer(
             Outcome.RETRYABLE,
             status,
             error=_http_error(response),
@@ -150,20 +162,30 @@ def classify(response: httpx.Response, *, expected: int) -> SendResult:
     if status >= 500 and status not in (501, 505):
         # 500, 504 and other server or gateway failures: the mutation may have been
         # applied before it went wrong. (501 and 505 refuse the request itself.)
-        return SendResult(Outcome.UNKNOWN, status, error=_http_error(response))
+        return Answer(Outcome.UNKNOWN, status, error=_http_error(response))
     if status != 200:
-        return SendResult(Outcome.FAILED, status, error=_http_error(response))
+        return Answer(Outcome.FAILED, status, error=_http_error(response))
     try:
         payload = orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        return SendResult(Outcome.UNKNOWN, status, error="HTTP 200 with a body that is not JSON")
+        return Answer(Outcome.UNKNOWN, status, error="HTTP 200 with a body that is not JSON")
     if not isinstance(payload, dict):
-        return SendResult(Outcome.UNKNOWN, status, error="HTTP 200 with an unexpected body")
+        return Answer(Outcome.UNKNOWN, status, error="HTTP 200 with an unexpected body")
     errors = payload.get("errors")
     if errors:
-        # SPEC §6: a 200 with an errors array is a failure of the batch, never success.
-        return SendResult(Outcome.FAILED, status, error=graphql_errors_text(errors))
-    data = payload.get("data")
+        # SPEC §6: a 200 with an errors array is a failure, never success.
+        return Answer(Outcome.FAILED, status, error=graphql_errors_text(errors))
+    return Answer(None, status, data=payload.get("data"))
+
+
+def classify(response: httpx.Response, *, expected: int) -> SendResult:
+    """The outcome of one createSignals answer carrying `expected` signals."""
+    answer = read_answer(response)
+    if answer.outcome is not None:
+        return SendResult(
+            answer.outcome, answer.status, error=answer.error, retry_after=answer.retry_after
+        )
+    status, data = answer.status, answer.data
     created = data.get("createSignals") if isinstance(data, dict) else None
     ids = created.get("signalIds") if isinstance(created, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
