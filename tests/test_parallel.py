@@ -468,10 +468,15 @@ def _part_that_sleeps(*args: Any) -> Any:
 
 
 def _living_children(parent: int) -> set[int]:
-    """The processes whose parent is `parent`, zombies left out, from /proc."""
+    """The processes whose parent is `parent`, zombies left out, from /proc; not
+    multiprocessing's resource tracker, which lives as long as the test process once a
+    test has used a spawn context (the Attentive rate tests do)."""
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
     children = set()
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and _ppid_if_alive(int(entry)) == parent:
+        if entry.isdigit() and _ppid_if_alive(int(entry)) == parent and int(entry) != tracker:
             children.add(int(entry))
     return children
 

@@ -35,7 +35,7 @@ from tests.integration.conftest import Workers
 from tests.sandbox.support import ATTENTIVE_KEY, Sandbox, running_sandbox
 from tests.test_views import make_user
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 LIMIT = 150
 IMPORTS = 4

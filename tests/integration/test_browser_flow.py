@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from connectadmin.models import ConnectAccount, Region
 from signals_app.models import ImportStatus, SignalImport
@@ -98,10 +99,16 @@ def test_a_marketer_uploads_previews_sends_a_test_import_and_finds_it_in_history
     seen: list[int] = []
     deadline = time.monotonic() + WAIT_MS / 1000
     while time.monotonic() < deadline:
-        if page.locator(".meta .status-completed").count():
-            break
-        # All at once and without waiting: the bar may be swapped out between two calls.
-        shown = page.locator(".pct").all_inner_texts()
+        try:
+            if page.locator(".meta .status-completed").count():
+                break
+            # All at once and without waiting: the bar may be swapped out between two calls.
+            shown = page.locator(".pct").all_inner_texts()
+        except PlaywrightError:
+            # The page reloads itself when the phase changes (sending -> completed): a
+            # look that falls on the reload looks again.
+            time.sleep(0.3)
+            continue
         if shown:
             seen.append(int(shown[0].strip(" %")))
             if len(seen) == 1:
