@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final
 
 import httpx
 import msgspec
 
-from signals_app.connect_client import Outcome, Timeouts, _describe, read_answer
+from signals_app.connect_client import GraphQLClient, NoAnswer, Outcome, Timeouts, read_answer
 
 __all__ = [
     "CREATE_CUSTOM_EVENT",
@@ -79,9 +78,9 @@ class EventResult:
 _encode = msgspec.json.Encoder().encode
 
 
-class AttentiveClient:
-    """One client per sender (a lane, a worker process), so its calls reuse one
-    keep-alive connection. Not shared between threads."""
+class AttentiveClient(GraphQLClient):
+    """One client per sender thread, so its calls reuse one keep-alive connection. Not
+    shared between threads."""
 
     def __init__(
         self,
@@ -91,30 +90,14 @@ class AttentiveClient:
         timeouts: Timeouts | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.endpoint = endpoint
-        self._http = httpx.Client(
-            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+        super().__init__(
+            endpoint=endpoint,
+            headers={"Authorization": f"Bearer {api_key}"},
             # One event is small and quick to store: 30 s without an answer is long enough
             # to call its outcome unknown.
-            timeout=(timeouts or Timeouts(read=30.0)).as_httpx(),
+            timeouts=timeouts or Timeouts(read=30.0),
             transport=transport,
-            # A redirect would resend the event somewhere else: treat it as a refusal.
-            follow_redirects=False,
         )
-
-    def __enter__(self) -> AttentiveClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     @staticmethod
     def body(event: dict[str, Any]) -> bytes:
@@ -128,20 +111,9 @@ class AttentiveClient:
         `body` is its request already serialised by `body()`, else it is built here."""
         if body is None:
             body = self.body(event)
-        try:
-            response = self._http.post(self.endpoint, content=body)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # No connection was made, so nothing was sent.
-            return EventResult(Outcome.RETRYABLE, error=_describe(exc))
-        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.NetworkError) as exc:
-            # After the connection was made: the event may have arrived.
-            return EventResult(Outcome.UNKNOWN, error=_describe(exc))
-        except httpx.RemoteProtocolError as exc:
-            # Among others, the server closed the connection without an answer.
-            return EventResult(Outcome.UNKNOWN, error=_describe(exc))
-        except httpx.HTTPError as exc:
-            # Unsupported protocol, invalid URL, proxy errors: nothing left us.
-            return EventResult(Outcome.FAILED, error=_describe(exc))
+        response = self.post(body)
+        if isinstance(response, NoAnswer):
+            return EventResult(response.outcome, error=response.error)
         return classify(response)
 
 

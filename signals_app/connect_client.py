@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import httpx
 import msgspec
@@ -69,27 +69,36 @@ class Timeouts:
 _encode = msgspec.json.Encoder().encode
 
 
-class ConnectClient:
-    """One client per send run, so batches reuse a keep-alive connection."""
+@dataclass(frozen=True, slots=True)
+class NoAnswer:
+    """A call that got no HTTP answer, and what that says of the mutation."""
+
+    outcome: Outcome
+    error: str
+
+
+class GraphQLClient:
+    """One kept-alive httpx client posting GraphQL mutations to one endpoint (Connect's,
+    Attentive's): `post` gives the answer, or the verdict of a call that got none."""
 
     def __init__(
         self,
         *,
         endpoint: str,
-        api_key: str,
-        timeouts: Timeouts | None = None,
+        headers: dict[str, str],
+        timeouts: Timeouts,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._http = httpx.Client(
-            headers={"x-api-key": api_key, "Content-Type": "application/json"},
-            timeout=(timeouts or Timeouts()).as_httpx(),
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=timeouts.as_httpx(),
             transport=transport,
             # A redirect would resend the body somewhere else: treat it as a refusal.
             follow_redirects=False,
         )
 
-    def __enter__(self) -> ConnectClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -102,6 +111,42 @@ class ConnectClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def post(self, body: bytes) -> httpx.Response | NoAnswer:
+        try:
+            return self._http.post(self.endpoint, content=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # No connection was made, so nothing was sent.
+            return NoAnswer(Outcome.RETRYABLE, _describe(exc))
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.NetworkError) as exc:
+            # ReadError, WriteError, CloseError and timeouts after the connection was
+            # made: some or all of the body may have arrived.
+            return NoAnswer(Outcome.UNKNOWN, _describe(exc))
+        except httpx.RemoteProtocolError as exc:
+            # Among others, the server closed the connection without an answer.
+            return NoAnswer(Outcome.UNKNOWN, _describe(exc))
+        except httpx.HTTPError as exc:
+            # Unsupported protocol, invalid URL, proxy errors: nothing left us.
+            return NoAnswer(Outcome.FAILED, _describe(exc))
+
+
+class ConnectClient(GraphQLClient):
+    """One client per send run, so batches reuse a keep-alive connection."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        api_key: str,
+        timeouts: Timeouts | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            endpoint=endpoint,
+            headers={"x-api-key": api_key},
+            timeouts=timeouts or Timeouts(),
+            transport=transport,
+        )
 
     @staticmethod
     def body(signals: list[dict[str, Any]]) -> bytes:
@@ -120,20 +165,9 @@ class ConnectClient:
             )
         if body is None:
             body = self.body(signals)
-        try:
-            response = self._http.post(self.endpoint, content=body)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # No connection was made, so nothing was sent.
-            return SendResult(Outcome.RETRYABLE, error=_describe(exc))
-        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.NetworkError) as exc:
-            # ReadError, WriteError, CloseError, RemoteProtocolError (below) and timeouts
-            # after the connection was made: some or all of the body may have arrived.
-            return SendResult(Outcome.UNKNOWN, error=_describe(exc))
-        except httpx.RemoteProtocolError as exc:
-            return SendResult(Outcome.UNKNOWN, error=_describe(exc))
-        except httpx.HTTPError as exc:
-            # Unsupported protocol, invalid URL, proxy errors: nothing left us.
-            return SendResult(Outcome.FAILED, error=_describe(exc))
+        response = self.post(body)
+        if isinstance(response, NoAnswer):
+            return SendResult(response.outcome, error=response.error)
         return classify(response, expected=len(signals))
 
 

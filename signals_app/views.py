@@ -462,8 +462,10 @@ def _ledger_context(request: HtmxHttpRequest, signal_import: SignalImport) -> di
         "batches": page[:LEDGER_PAGE_SIZE],
         "batches_after": batches_after,
         "batches_next": next_after,
-        # SENT means one signalId per signal: the download has something to give.
-        "has_signal_ids": counts.get(BatchState.SENT, 0) > 0,
+        # Connect's accepted signals each have a signalId (Attentive's events have none).
+        "has_signal_ids": signal_import.batches.filter(
+            state=BatchState.SENT, destination=Destination.CONNECT
+        ).exists(),
     }
 
 

@@ -192,6 +192,16 @@ def test_attentive_only(setup: Path, sender: User, sandbox: Sandbox) -> None:
     assert signal_import.status == ImportStatus.COMPLETED
     assert signal_import.attentive_sent == 11 and signal_import.sent == 0
     assert len(received(sandbox)) == 11
+    # Attentive's events have no signalId: the page offers no signalIds download.
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(sender)
+    page = client.get(reverse("signals:import_detail", args=[signal_import.public_id]))
+    html = page.content.decode()
+    assert "Attentive accepted 11 events" in html and "signalIds (CSV)" not in html
+    assert "Sending to Connect" not in html
 
 
 def test_a_test_import_is_never_sent_to_attentive(

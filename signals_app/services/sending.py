@@ -1655,7 +1655,7 @@ def import_signal_ids(signal_import: SignalImport) -> Iterator[tuple[int, str]]:
     rejected indexes (neither is held in memory)."""
     rejected = Rejections.of(signal_import)
     batches = (
-        signal_import.batches.filter(state=BatchState.SENT)
+        signal_import.batches.filter(state=BatchState.SENT, destination=Destination.CONNECT)
         .order_by("number")
         .values_list("first_signal", "last_signal", "signal_ids")
         .iterator(chunk_size=20)
