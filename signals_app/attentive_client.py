@@ -21,6 +21,7 @@ connectadmin.ratelimit before each call, and pause the key on a 429 with Retry-A
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Final
@@ -78,6 +79,10 @@ class EventResult:
 _encode = msgspec.json.Encoder().encode
 
 
+class LeftTooLate(Exception):
+    """The request would have left after its `send_by`: nothing was sent."""
+
+
 class AttentiveClient(GraphQLClient):
     """One client per sender thread, so its calls reuse one keep-alive connection. Not
     shared between threads."""
@@ -97,7 +102,9 @@ class AttentiveClient(GraphQLClient):
             # to call its outcome unknown.
             timeouts=timeouts or Timeouts(read=30.0),
             transport=transport,
+            before_sending=self._check_send_by,
         )
+        self._send_by: float | None = None
 
     @staticmethod
     def body(event: dict[str, Any]) -> bytes:
@@ -105,16 +112,26 @@ class AttentiveClient(GraphQLClient):
         return _encode({"query": CREATE_CUSTOM_EVENT, "variables": {"customEventInput": event}})
 
     def create_custom_event(
-        self, event: dict[str, Any], *, body: bytes | None = None
+        self, event: dict[str, Any], *, body: bytes | None = None, send_by: float | None = None
     ) -> EventResult:
         """Post one event (`type`, `user`, `properties`, `externalEventId`, `occurredAt`);
-        `body` is its request already serialised by `body()`, else it is built here."""
+        `body` is its request already serialised by `body()`, else it is built here.
+        `send_by`, a time.monotonic() instant: raises LeftTooLate, nothing sent, when the
+        request is ready to leave after it (the rate limit's permit is stale by then)."""
         if body is None:
             body = self.body(event)
-        response = self.post(body)
+        self._send_by = send_by
+        try:
+            response = self.post(body)
+        finally:
+            self._send_by = None
         if isinstance(response, NoAnswer):
             return EventResult(response.outcome, error=response.error)
         return classify(response)
+
+    def _check_send_by(self, request: httpx.Request) -> None:
+        if self._send_by is not None and time.monotonic() > self._send_by:
+            raise LeftTooLate(f"ready {time.monotonic() - self._send_by:.3f} s after its moment")
 
 
 def classify(response: httpx.Response) -> EventResult:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from types import TracebackType
@@ -88,7 +89,11 @@ class GraphQLClient:
         headers: dict[str, str],
         timeouts: Timeouts,
         transport: httpx.BaseTransport | None = None,
+        before_sending: Callable[[httpx.Request], None] | None = None,
     ) -> None:
+        """`before_sending` is called with each request just before it leaves (after it
+        is built, before the connection is taken); an exception it raises leaves `post`
+        as it is, nothing sent."""
         self.endpoint = endpoint
         self._http = httpx.Client(
             headers={**headers, "Content-Type": "application/json"},
@@ -96,6 +101,7 @@ class GraphQLClient:
             transport=transport,
             # A redirect would resend the body somewhere else: treat it as a refusal.
             follow_redirects=False,
+            event_hooks={"request": [before_sending]} if before_sending else None,
         )
 
     def __enter__(self) -> Self:

@@ -7,6 +7,7 @@ a body that is not JSON) is answered by httpx's MockTransport, at the end."""
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from signals_app.attentive_client import (
     CREATE_CUSTOM_EVENT,
     EVENT_ID_NAMESPACE,
     AttentiveClient,
+    LeftTooLate,
     Outcome,
     Timeouts,
     event_id,
@@ -97,6 +99,21 @@ def test_an_event_is_sent_with_the_bearer_token_and_stored_once(sandbox: Sandbox
         event["properties"],
     )
     assert row["occurred_at"] == "2021-03-30T14:38:29Z"
+
+
+def test_a_request_ready_after_its_send_by_does_not_leave(sandbox: Sandbox) -> None:
+    # The rate limit's permit of a call kept from it by a busy machine is stale: the
+    # request would arrive bunched with the next ones. It must not leave at all.
+    event = an_event()
+    requests = sandbox.inspect(limit=1)["counts"]["requests"]
+    with attentive(sandbox) as client:
+        with pytest.raises(LeftTooLate):
+            client.create_custom_event(event, send_by=time.monotonic() - 0.001)
+        assert sandbox.inspect(limit=1)["counts"]["requests"] == requests
+        # The same client sends the next one on time, over its connection.
+        result = client.create_custom_event(event, send_by=time.monotonic() + 5.0)
+    assert result.outcome == Outcome.SENT
+    assert len(stored(sandbox, event["externalEventId"])) == 1
 
 
 def test_properties_may_go_as_a_json_string_as_in_the_vendors_example(sandbox: Sandbox) -> None:

@@ -15,7 +15,9 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 
 from connectadmin.models import AttentiveAccount
+from connectadmin.ratelimit import MAX_GIVE_UPS, FileRateLimiter
 from signals_app.attentive_client import event_id
+from signals_app.connect_client import Outcome
 from signals_app.models import (
     BatchState,
     Destination,
@@ -442,3 +444,53 @@ def test_the_send_form_of_a_test_import_says_attentive_waits_for_live(
     )
     assert "Attentive has no test mode" in response.content.decode()
     assert not signal_import.batches.exists()
+
+
+class _StalePermits(FileRateLimiter):
+    """The file limiter's own permits, the first `stale` of them handed over a second
+    after their moment: what a machine too busy to run the permits' thread does."""
+
+    def __init__(self, folder: Path, *, stale: int) -> None:
+        super().__init__(folder)
+        self.stale = stale
+
+    def permit(self, key: str, limit: float, **kwargs: Any) -> float:
+        moment = super().permit(key, limit, **kwargs)
+        if self.stale > 0:
+            self.stale -= 1
+            return moment - 1.0
+        return moment
+
+
+@pytest.mark.parametrize(("stale", "given_up"), [(2, 2), (1_000, 3 * MAX_GIVE_UPS)])
+def test_a_call_kept_from_its_permit_takes_a_new_one_and_leaves_once(
+    setup: Path, sender: User, sandbox: Sandbox, stale: int, given_up: int
+) -> None:
+    # A stale permit would send the call bunched with the next ones: it takes a new
+    # permit, nothing sent meanwhile; on a machine never on time, MAX_GIVE_UPS times at
+    # most (then it goes late rather than never): each event arrives once either way.
+    signal_import = validated(setup, sender)
+    signal_import.attentive_account = account(sandbox)
+    calls = attentive_sending._Calls(
+        signal_import, limiter=_StalePermits(setup / "limits", stale=stale)
+    )
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    try:
+        futures = [
+            calls.submit(
+                {
+                    "type": "Order",
+                    "user": {"email": f"c{n}@example.com"},
+                    "properties": {"n": n},
+                    "externalEventId": external_id,
+                }
+            )
+            for n, external_id in enumerate(ids)
+        ]
+        results = [future.result(timeout=30) for future in futures]
+    finally:
+        calls.close()
+    assert [r.outcome if r else None for r in results] == [Outcome.SENT] * 3
+    # (A thread's first call builds its client, which may itself make it late: more.)
+    assert given_up <= calls.late_permits <= 3 * MAX_GIVE_UPS
+    assert sorted(e["external_event_id"] for e in received(sandbox)) == sorted(ids)

@@ -47,12 +47,13 @@ from django.utils import timezone
 from connectadmin import files
 from connectadmin.ratelimit import (
     LATE_SECONDS,
+    MAX_GIVE_UPS,
     Cancelled,
     RateLimiter,
     RateLimitUnavailable,
     shared_rate_limiter,
 )
-from signals_app.attentive_client import AttentiveClient, EventResult, event_id
+from signals_app.attentive_client import AttentiveClient, EventResult, LeftTooLate, event_id
 from signals_app.connect_client import Outcome
 from signals_app.models import BatchState, ImportBatch, ImportStatus, SignalImport
 from signals_app.services.attentive_events import event_types, map_signal
@@ -152,7 +153,8 @@ class _Call:
     future: Future[EventResult | None]
     started: float
     attempts: int = 0
-    permit_at: float = 0.0  # monotonic() when its permit came
+    permit_at: float = 0.0  # the monotonic() moment of its permit
+    late: int = 0  # permits given up because the call was not ready to leave on time
 
 
 class _Calls:
@@ -216,7 +218,9 @@ class _Calls:
                 call.future.set_result(None)
                 continue
             try:
-                self.limiter.acquire(self.api_key, self.limit, cancelled=self.stop.is_set)
+                call.permit_at = self.limiter.permit(
+                    self.api_key, self.limit, cancelled=self.stop.is_set
+                )
             except Cancelled:
                 self.free.release()
                 call.future.set_result(None)
@@ -227,7 +231,6 @@ class _Calls:
                 self.free.release()
                 call.future.set_result(None)
                 continue
-            call.permit_at = time.monotonic()
             self.pool.submit(self._call, call)
 
     def _client(self) -> AttentiveClient:
@@ -246,14 +249,18 @@ class _Calls:
 
         try:
             client = self._client()
-            if time.monotonic() - call.permit_at > LATE_SECONDS:
-                # The machine kept this thread from its permit's moment: the call would
-                # reach Attentive bunched with the next ones. A new permit instead.
-                self.late_permits += 1
-                self.free.release()
-                self.waiting.put(call)
-                return
-            result = client.create_custom_event({}, body=call.body)
+            # Up to the moment the request leaves: were the machine to keep it later than
+            # that from its permit's moment, it would reach Attentive bunched with the
+            # next ones. It takes a new permit instead (a few times at most: on a machine
+            # that is never on time, it goes late rather than never).
+            send_by = call.permit_at + LATE_SECONDS if call.late < MAX_GIVE_UPS else None
+            result = client.create_custom_event({}, body=call.body, send_by=send_by)
+        except LeftTooLate:
+            call.late += 1
+            self.late_permits += 1
+            self.free.release()
+            self.waiting.put(call)
+            return
         except BaseException as exc:  # never leave the run waiting for this event
             self.free.release()
             call.future.set_exception(exc)

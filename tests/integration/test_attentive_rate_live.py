@@ -11,7 +11,7 @@ pauses the key for every process), UNKNOWN ones are never resent, so what arrive
 every SENT event plus some of the UNKNOWN ones, and no id twice.
 
 The sandbox's limit is a parameter: LIMIT = 400/s keeps each run near 26 s (10,000 /
-(400 x 0.97)); the issue's 150/s takes 69 s and is what bench/attentive.py measures.
+(400 x 0.96)); the issue's 150/s takes 69 s and is what bench/attentive.py measures.
 """
 
 from __future__ import annotations
