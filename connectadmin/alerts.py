@@ -405,17 +405,18 @@ def _import_ended(import_id: int) -> None:
     from signals_app.models import SignalImport
     from signals_app.outcome import import_outcome
 
-    signal_import = SignalImport.objects.select_related("app_key__account").get(pk=import_id)
-    account = signal_import.app_key.account
+    signal_import = SignalImport.objects.select_related(
+        "app_key__account", "attentive_account"
+    ).get(pk=import_id)
+    subject, account_name = _import_subject(signal_import)
     outcome = import_outcome(signal_import, can_resend=True)
-    subject = f"account:{account.pk}"
     mode = "live" if signal_import.mode == "live" else "test"
     name = f"Import #{signal_import.pk} ({signal_import.original_name}, {mode})"
     if outcome.tone in ("bad", "warn"):
         raise_alert(
             topic=AlertTopic.IMPORT,
             subject=subject,
-            subject_label=f"Imports to {account.name}",
+            subject_label=f"Imports to {account_name}",
             title=f"{name}: {outcome.label.lower()}",
             # The outcome speaks from the import's page ("resend them below").
             detail=f"{outcome.headline} {on_its_page(outcome.next_step)}".strip(),
@@ -425,8 +426,18 @@ def _import_ended(import_id: int) -> None:
         clear_alert(
             topic=AlertTopic.IMPORT,
             subject=subject,
-            detail=f"{name} to {account.name} completed: {outcome.headline}",
+            detail=f"{name} to {account_name} completed: {outcome.headline}",
         )
+
+
+def _import_subject(signal_import: Any) -> tuple[str, str]:
+    """The alert subject of an import's sending, and the account it names: the Connect
+    account of its app key, or the Attentive account of an import of events."""
+    if signal_import.app_key is None:
+        account = signal_import.attentive_account
+        return f"attentive:{account.pk}", f"Attentive “{account.name}”"
+    account = signal_import.app_key.account
+    return f"account:{account.pk}", account.name
 
 
 def live_send_refused(import_id: int, reason: str) -> None:
@@ -438,12 +449,14 @@ def live_send_refused(import_id: int, reason: str) -> None:
 def _live_send_refused(import_id: int, reason: str) -> None:
     from signals_app.models import SignalImport
 
-    signal_import = SignalImport.objects.select_related("app_key__account").get(pk=import_id)
-    account = signal_import.app_key.account
+    signal_import = SignalImport.objects.select_related(
+        "app_key__account", "attentive_account"
+    ).get(pk=import_id)
+    subject, account_name = _import_subject(signal_import)
     raise_alert(
         topic=AlertTopic.IMPORT,
-        subject=f"account:{account.pk}",
-        subject_label=f"Imports to {account.name}",
+        subject=subject,
+        subject_label=f"Imports to {account_name}",
         title=f"Import #{import_id} ({signal_import.original_name}, live): not sent, refused",
         detail=f"manage.py import_signals: {reason}",
         link=reverse("signals:import_detail", args=[signal_import.public_id]),

@@ -38,9 +38,15 @@ def _uploaded(d: Mapping[str, Any]) -> str:
     return f"Uploaded {d.get('original_name', 'the file')}{size}{key}, to send {_mode(d)}."
 
 
+def _unit(d: Mapping[str, Any]) -> str:
+    """What the import's records are: Attentive custom events, or (before the kind was
+    recorded, and by default) signals."""
+    return "event" if d.get("kind") == "events" else "signal"
+
+
 def _validated(d: Mapping[str, Any]) -> str:
     sentence = (
-        f"Checked {_n(d.get('signals'), 'signal')}: {int(d.get('valid') or 0):,} valid, "
+        f"Checked {_n(d.get('signals'), _unit(d))}: {int(d.get('valid') or 0):,} valid, "
         f"{int(d.get('rejected') or 0):,} rejected."
     )
     if d.get("findings_not_stored"):
@@ -49,13 +55,13 @@ def _validated(d: Mapping[str, Any]) -> str:
 
 
 def _send(d: Mapping[str, Any]) -> str:
-    sentence = f"Started sending {_n(d.get('signals'), 'signal')} {_mode(d)}"
+    sentence = f"Started sending {_n(d.get('signals'), _unit(d))} {_mode(d)}"
     if d.get("attentive"):
         to = "Connect and " if d.get("connect", True) else ""
         sentence += f" to {to}the Attentive account “{d['attentive']}”"
     sentence += f" in {_n(d.get('batches'), 'batch', 'batches')}"
     if d.get("skipped"):
-        sentence += f", skipping {_n(d['skipped'], 'rejected signal')}"
+        sentence += f", skipping {_n(d['skipped'], 'rejected ' + _unit(d))}"
     return sentence + "."
 
 

@@ -9,9 +9,11 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
-from connectadmin.models import AppKey
-from signals_app.models import ImportMode, ImportStatus
-from signals_app.services.upload import app_key_refusal
+from connectadmin.models import AppKey, AttentiveAccount
+from signals_app.models import ImportKind, ImportMode, ImportStatus
+from signals_app.services.upload import EVENTS_ARE_LIVE, app_key_refusal
+
+LIVE_PERMISSION = "Ask an admin for the “send live” permission."
 
 # A hint for the file chooser; the format itself is detected from the content (SPEC §5).
 ACCEPTED_SUFFIXES = (".json", ".ndjson", ".jsonl", ".csv", ".gz")
@@ -46,7 +48,7 @@ def new_idempotency_key() -> str:
 
 class ImportUploadForm(forms.Form):
     file = forms.FileField(
-        label="Signals file",
+        label="File to check",
         help_text="JSON, NDJSON / JSON Lines or CSV, optionally gzipped (.gz).",
         widget=forms.ClearableFileInput(attrs={"accept": ",".join(ACCEPTED_SUFFIXES)}),
         error_messages={
@@ -54,12 +56,29 @@ class ImportUploadForm(forms.Form):
             "empty": "The file is empty: there is nothing to import.",
         },
     )
+    kind = forms.ChoiceField(
+        label="The file holds",
+        choices=ImportKind.choices,
+        initial=ImportKind.SIGNALS,
+        required=False,  # signals, unless events are chosen (the only kind without accounts)
+        widget=forms.RadioSelect,
+    )
     app_key = AppKeyChoiceField(
         label="Application key",
         queryset=AppKey.objects.none(),
+        required=False,
         empty_label="Choose an application key",
         help_text="Fills a missing appKey in the file; its tier decides which signal types pass.",
-        error_messages={"required": "Choose the application key these signals belong to."},
+    )
+    attentive_account = forms.ModelChoiceField(
+        label="Attentive account",
+        queryset=AttentiveAccount.objects.none(),
+        required=False,
+        empty_label="Choose an Attentive account",
+        help_text=(
+            "Each line an event: type, user, properties, externalEventId, occurredAt. "
+            "Checked against Attentive's rules; sent only when you press Send."
+        ),
     )
     mode = forms.ChoiceField(
         label="Send as",
@@ -76,16 +95,33 @@ class ImportUploadForm(forms.Form):
         field = self.fields["app_key"]
         assert isinstance(field, AppKeyChoiceField)
         field.queryset = AppKey.objects.filter(active=True).select_related("account")
+        accounts = self.fields["attentive_account"]
+        assert isinstance(accounts, forms.ModelChoiceField)
+        accounts.queryset = AttentiveAccount.objects.order_by("name")
         if not self.is_bound:
             self.initial.setdefault("idempotency_key", new_idempotency_key())
 
-    def clean_mode(self) -> str:
-        mode: str = self.cleaned_data["mode"]
-        if mode == ImportMode.LIVE and not self.can_send_live:
-            raise forms.ValidationError(
-                "You may only send test imports. Ask an admin for the “send live” permission."
-            )
-        return mode
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        data["kind"] = data.get("kind") or ImportKind.SIGNALS
+        if data["kind"] == ImportKind.EVENTS:
+            # Attentive has no test mode: a file of events is a live import.
+            data["app_key"] = None
+            data["mode"] = ImportMode.LIVE
+            self.errors.pop("mode", None)
+            if not self.can_send_live:
+                self.add_error("kind", f"{EVENTS_ARE_LIVE} {LIVE_PERMISSION}")
+            if not data.get("attentive_account") and "attentive_account" not in self.errors:
+                self.add_error(
+                    "attentive_account", "Choose the Attentive account these events are for."
+                )
+            return data
+        data["attentive_account"] = None
+        if not data.get("app_key") and "app_key" not in self.errors:
+            self.add_error("app_key", "Choose the application key these signals belong to.")
+        if data.get("mode") == ImportMode.LIVE and not self.can_send_live:
+            self.add_error("mode", f"You may only send test imports. {LIVE_PERMISSION}")
+        return data
 
 
 SORTS = {

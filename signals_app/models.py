@@ -37,13 +37,26 @@ class ImportStatus(models.TextChoices):
     FAILED = "failed", "Failed"  # the task itself gave up (see error_message)
 
 
+class ImportKind(models.TextChoices):
+    """What the file holds (SPEC §6): Connect behavior signals, sent with an app key to
+    Connect and/or as events to Attentive, or Attentive custom events, sent as written to
+    an Attentive account (no app key then)."""
+
+    SIGNALS = "signals", "Behavior signals for Acoustic Connect"
+    EVENTS = "events", "Custom events for Attentive"
+
+
 class SignalImport(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="signal_imports"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    app_key = models.ForeignKey(AppKey, on_delete=models.PROTECT, related_name="imports")
+    kind = models.CharField(max_length=7, choices=ImportKind.choices, default=ImportKind.SIGNALS)
+    # Every import of signals has one; an import of Attentive events has none.
+    app_key = models.ForeignKey(
+        AppKey, null=True, blank=True, on_delete=models.PROTECT, related_name="imports"
+    )
     mode = models.CharField(max_length=4, choices=ImportMode.choices, default=ImportMode.TEST)
     promoted_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="promotions"
@@ -133,7 +146,13 @@ class SignalImport(models.Model):
                 fields=["created_by", "idempotency_key"],
                 condition=models.Q(idempotency_key__isnull=False),
                 name="one_import_per_idempotency_key",
-            )
+            ),
+            # Signals go with an app key; events go to the Attentive account they are for.
+            models.CheckConstraint(
+                condition=models.Q(kind=ImportKind.SIGNALS, app_key__isnull=False)
+                | models.Q(kind=ImportKind.EVENTS, attentive_account__isnull=False),
+                name="signals_have_an_app_key_events_an_attentive_account",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -147,6 +166,23 @@ class SignalImport(models.Model):
     @property
     def is_live(self) -> bool:
         return self.mode == ImportMode.LIVE
+
+    @property
+    def connect_app_key(self) -> AppKey:
+        """The app key of what goes to Connect: only an import of signals has one."""
+        if self.app_key is None:
+            raise ValueError(f"import {self.pk} holds Attentive events: nothing goes to Connect")
+        return self.app_key
+
+    @property
+    def holds_events(self) -> bool:
+        """A file of Attentive custom events (validated and sent as written)."""
+        return self.kind == ImportKind.EVENTS
+
+    @property
+    def destination(self) -> str:
+        """The rules its file is read by: "connect" (signals) or "attentive" (events)."""
+        return "attentive" if self.holds_events else "connect"
 
     @property
     def outcome(self) -> Outcome:

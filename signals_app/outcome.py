@@ -91,7 +91,9 @@ def _deliveries(imp: ImportFigures) -> list[_Delivery]:
     return found
 
 
-def _both_completed(deliveries: list[_Delivery], resend: str, rejected: int) -> Outcome:
+def _both_completed(
+    deliveries: list[_Delivery], resend: str, rejected: int, unit: str = "signal"
+) -> Outcome:
     """A completed import sent to Attentive (and maybe Connect): a destination that
     refused everything is said first, in red, whatever the other took."""
     refused = [d for d in deliveries if d.failed and not d.sent and not d.unknown]
@@ -130,9 +132,9 @@ def _both_completed(deliveries: list[_Delivery], resend: str, rejected: int) -> 
             "Nothing sent",
             "bad",
             "Nothing was sent: the import had none left to send.",
-            "Upload the file again if signals are missing.",
+            f"Upload the file again if {unit}s are missing.",
         )
-    skipped = f" ({_n(rejected, 'rejected signal')} skipped)" if rejected else ""
+    skipped = f" ({_n(rejected, 'rejected ' + unit)} skipped)" if rejected else ""
     return Outcome("completed", "Completed", "good", headline[:-1] + skipped + ".", "")
 
 
@@ -142,6 +144,8 @@ def import_outcome(imp: ImportFigures, *, can_resend: bool = False) -> Outcome:
     resend = "resend them below" if can_resend else "ask ops to resend them"
     target = "Connect (test)" if imp.mode == "test" else "Connect, live"
     deliveries = _deliveries(imp)
+    # A file of Attentive custom events (SignalImport.kind) holds events, not signals.
+    unit = "event" if getattr(imp, "kind", "signals") == "events" else "signal"
     if deliveries:
         target = " and ".join(
             "Connect, live" if d.vendor == "Connect" else "Attentive" for d in deliveries
@@ -151,7 +155,7 @@ def import_outcome(imp: ImportFigures, *, can_resend: bool = False) -> Outcome:
             "validating" if status == "validating" else "uploaded",
             "Checking the file",
             "busy",
-            "The file is being checked, signal by signal.",
+            f"The file is being checked, {unit} by {unit}.",
             "Wait for the check to finish; nothing has been sent.",
         )
     if status == "unreadable":
@@ -168,16 +172,18 @@ def import_outcome(imp: ImportFigures, *, can_resend: bool = False) -> Outcome:
                 "nothing",
                 "Nothing to send",
                 "bad",
-                f"Every signal of the file was rejected ({_n(imp.rejected, 'signal')}).",
+                f"Every {unit} of the file was rejected ({_n(imp.rejected, unit)}).",
                 "See the problems by field below, correct the file and upload it again.",
             )
         return Outcome(
             "validated",
             "Ready to send",
             "ready",
-            f"{_n(imp.valid, 'valid signal')} ready"
-            + (f"; {_n(imp.rejected, 'signal')} rejected." if imp.rejected else "."),
-            "Check the problems below, then send as a test or live.",
+            f"{_n(imp.valid, 'valid ' + unit)} ready"
+            + (f"; {_n(imp.rejected, unit)} rejected." if imp.rejected else "."),
+            "Check the problems below, then send them to Attentive."
+            if unit == "event"
+            else "Check the problems below, then send as a test or live.",
         )
     if status == "sending":
         if imp.cancel_requested:
@@ -192,7 +198,7 @@ def import_outcome(imp: ImportFigures, *, can_resend: bool = False) -> Outcome:
             "sending",
             "Sending",
             "busy",
-            f"Sending {_n(imp.valid, 'signal')} to {target} in batches.",
+            f"Sending {_n(imp.valid, unit)} to {target} in batches.",
             "You can leave this page: sending goes on.",
         )
     if status == "failed":
@@ -225,7 +231,7 @@ def import_outcome(imp: ImportFigures, *, can_resend: bool = False) -> Outcome:
         )
     # completed: every batch has a final state; what did Connect (and Attentive) take?
     if deliveries:
-        return _both_completed(deliveries, resend, imp.rejected)
+        return _both_completed(deliveries, resend, imp.rejected, unit)
     if imp.unknown:
         return Outcome(
             "attention",

@@ -182,6 +182,7 @@ def _import_new(request: HtmxHttpRequest, cap: UploadSizeCap) -> HttpResponse:
                 signal_import = upload.import_create(
                     user=request.user,
                     app_key=form.cleaned_data["app_key"],
+                    attentive_account=form.cleaned_data["attentive_account"],
                     mode=form.cleaned_data["mode"],
                     upload=uploaded_file,
                     original_name=uploaded_file.name or "upload",
@@ -318,7 +319,7 @@ def _progress(signal_import: SignalImport) -> Progress | None:
             if counts.get(state)
         )
         facts.append(("Batches by state", states or "none yet"))
-        paused = signal_import.app_key.account.send_paused_until
+        paused = signal_import.app_key.account.send_paused_until if signal_import.app_key else None
         if paused is not None and paused > timezone.now():
             facts.append(
                 (
@@ -384,6 +385,9 @@ def import_detail(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
         or sees_all_imports(request.user),
         # Said in place of the send and promote forms, which the service would refuse.
         "key_refusal": upload.app_key_refusal(signal_import.app_key),
+        # What the file's records are called on the page.
+        "unit": "event" if signal_import.holds_events else "signal",
+        "units": "events" if signal_import.holds_events else "signals",
     }
     template_name = "signals/import_detail.html"
     if target == "progress":
@@ -521,6 +525,13 @@ def _destinations_context(signal_import: SignalImport) -> dict[str, Any]:
     )
     if not accounts or not offered or not signal_import.valid:
         return {"attentive_accounts": accounts}
+    if signal_import.holds_events:
+        # Events go as written: their warnings are the preview's findings already.
+        sample = attentive_sending.sample_event(signal_import, {})
+        return {
+            "attentive_accounts": accounts,
+            "attentive_sample": json.dumps(sample, indent=2, ensure_ascii=False) if sample else "",
+        }
     types = event_types(signal_import.attentive_event_types)
     sample = attentive_sending.sample_event(signal_import, types)
     # What Attentive would make of that event (its warnings: an old occurredAt, lists).

@@ -315,7 +315,7 @@ def test_an_import_refused_whole_raises_and_a_good_one_clears() -> None:
     bad = make_import(failed=10)
     alerts.import_ended(bad.pk)
     alert = Alert.objects.get()
-    assert alert.subject == f"account:{bad.app_key.account_id}"
+    assert alert.subject == f"account:{bad.connect_app_key.account_id}"
     assert alert.subject_label == "Imports to Acme EU"
     assert alert.title == f"Import #{bad.pk} (orders.ndjson, live): refused"
     assert alert.detail == (

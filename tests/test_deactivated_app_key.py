@@ -76,7 +76,7 @@ def test_a_new_import_on_a_deactivated_key_stores_nothing(imports_dir: Path) -> 
 def test_an_import_whose_key_was_deactivated_after_upload_is_not_sent() -> None:
     mia = make_user("mia", "marketer")
     signal_import = make_import(mia)
-    deactivate(signal_import.app_key)
+    deactivate(signal_import.connect_app_key)
     with pytest.raises(ImportRefused, match="was deactivated"):
         sending.import_send(signal_import=signal_import, user=mia)
     signal_import.refresh_from_db()
@@ -87,7 +87,7 @@ def test_an_import_whose_key_was_deactivated_after_upload_is_not_sent() -> None:
 def test_a_test_import_is_not_promoted_to_live_on_a_deactivated_key() -> None:
     ada = make_user("ada", "admin", send_live=True)
     tested = make_import(ada, status=ImportStatus.COMPLETED, accepted=8, sent=8)
-    deactivate(tested.app_key)
+    deactivate(tested.connect_app_key)
     with pytest.raises(ImportRefused, match="was deactivated"):
         sending.import_promote(signal_import=tested, user=ada, confirm_skip=2)
     assert SignalImport.objects.count() == 1  # the refusal rolled the promotion back
@@ -128,7 +128,7 @@ def test_the_import_page_says_why_it_cannot_be_sent_and_a_send_is_refused(
     url = reverse("signals:import_detail", args=[signal_import.public_id])
     assert "Send as test" in client.get(url).content.decode()
 
-    deactivate(signal_import.app_key, by=make_user("ada", "admin"))
+    deactivate(signal_import.connect_app_key, by=make_user("ada", "admin"))
     page = client.get(url).content.decode()
     assert "Send as test" not in page
     assert "App key shop-web was deactivated by ada on" in page
@@ -147,7 +147,7 @@ def test_the_promote_form_gives_way_to_the_refusal(client: Client) -> None:
     tested = make_import(ada, status=ImportStatus.COMPLETED, accepted=8, sent=8)
     url = reverse("signals:import_detail", args=[tested.public_id])
     assert "Promote to live</button>" in client.get(url).content.decode()
-    deactivate(tested.app_key, by=ada)
+    deactivate(tested.connect_app_key, by=ada)
     page = client.get(url).content.decode()
     assert "Promote to live</button>" not in page
     assert "Promote to live: App key" in page

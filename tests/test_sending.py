@@ -1246,7 +1246,7 @@ def other_import_in_flight(signal_import: SignalImport, user: User, batches: int
     """Another import of the same Connect account with `batches` calls in flight."""
     other = SignalImport.objects.create(
         created_by=user,
-        app_key=make_app_key(account=signal_import.app_key.account),
+        app_key=make_app_key(account=signal_import.connect_app_key.account),
         status=ImportStatus.SENDING,
         original_name="other.ndjson",
         stored_name=f"{uuid.uuid4().hex}.ndjson",
@@ -1267,7 +1267,7 @@ def test_the_accounts_cap_holds_across_its_imports(
     signal_import = sending.import_send(
         signal_import=validated_import(imports_dir, marketer), user=marketer
     )
-    account = signal_import.app_key.account
+    account = signal_import.connect_app_key.account
     account.max_batches_in_flight = 3
     account.save()
     other_import_in_flight(signal_import, marketer, 2)
@@ -1286,7 +1286,7 @@ def test_a_claim_keeps_to_the_import_window_the_account_cap_and_a_pause(
     signal_import = sending.import_send(
         signal_import=validated_import(imports_dir, marketer), user=marketer
     )
-    account = signal_import.app_key.account
+    account = signal_import.connect_app_key.account
     first, second, third, fourth = batches(signal_import)
 
     def claim(batch: ImportBatch) -> Any:
@@ -1346,7 +1346,7 @@ def test_a_429_holds_the_whole_window_and_pauses_the_account(
     later = client.started_at[3:]
     early = [at for at in later if at < refused_at + 5.0]
     assert len(early) <= 3 and all(at == refused_at for at in early)
-    assert [account for account, _ in paused] == [signal_import.app_key.account_id]
+    assert [account for account, _ in paused] == [signal_import.connect_app_key.account_id]
     assert 5.0 <= paused[0][1] <= 5.01
     assert len(client.sent_sessions()) == 21  # 20, one of them twice: refused, then sent
     signal_import.refresh_from_db()

@@ -772,7 +772,7 @@ def test_the_progress_says_when_connect_asked_to_wait(client: Client, marketer: 
         "Connect asked to wait"
         not in client.get(detail_url(signal_import), headers=progress).content.decode()
     )
-    account = signal_import.app_key.account
+    account = signal_import.connect_app_key.account
     account.send_paused_until = timezone.now() + timedelta(seconds=90)
     account.save()
     body = client.get(detail_url(signal_import), headers=progress).content.decode()

@@ -93,22 +93,50 @@ def iter_events(
     file order, streaming; the externalEventId included."""
     source = signal_import.validation_source
     rejected = Rejections.of(source)
-    types = event_types(signal_import.attentive_event_types)
+    as_event = _event_maker(signal_import)
     public_id = signal_import.public_id
     account_id = signal_import.attentive_account_id
     assert account_id is not None
     with (
         files.local_path(files.imports(), import_file_name(source)) as path,
-        open_signal_file(path, max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES) as f,
+        open_signal_file(
+            path,
+            max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
+            destination=source.destination,
+        ) as f,
     ):
         for record in f:
             if record.index < from_signal or record.index in rejected:
                 continue
             value = orjson.loads(record.raw) if record.raw is not None else record.value
-            envelope, _ = unwrap(value)
-            event = map_signal(envelope, types).event
-            event["externalEventId"] = event_id(public_id, record.index, account_id)
+            event = as_event(value)
+            if not event.get("externalEventId"):
+                event["externalEventId"] = event_id(public_id, record.index, account_id)
             yield record.index, event
+
+
+# The fields of a createCustomEvent input, as a file of events may hold them.
+EVENT_FIELDS = ("type", "user", "properties", "externalEventId", "occurredAt")
+
+
+def written_event(value: dict[str, Any]) -> dict[str, Any]:
+    """A *valid* event of a file of custom events as Attentive receives it: its fields as
+    written (properties an object or a JSON-encoded string alike, its own externalEventId
+    kept), those it left out or null left out."""
+    return {name: value[name] for name in EVENT_FIELDS if value.get(name) is not None}
+
+
+def _event_maker(
+    signal_import: SignalImport, types: dict[str, str] | None = None
+) -> Callable[[Any], dict[str, Any]]:
+    """What makes a valid record of the import's file an event: the event as written (a
+    file of events), or the signal mapped with `types` (by default the import's event
+    names). The externalEventId is left out unless the event has its own: it is made per
+    account at sending."""
+    if signal_import.validation_source.holds_events:
+        return written_event
+    names = types if types is not None else event_types(signal_import.attentive_event_types)
+    return lambda value: map_signal(unwrap(value)[0], names).event
 
 
 def sample_event(signal_import: SignalImport, types: dict[str, str]) -> dict[str, Any] | None:
@@ -117,18 +145,21 @@ def sample_event(signal_import: SignalImport, types: dict[str, str]) -> dict[str
     valid signal or a readable file."""
     source = signal_import.validation_source
     rejected = Rejections.of(source)
+    as_event = _event_maker(signal_import, types)
     try:
         with (
             files.local_path(files.imports(), import_file_name(source)) as path,
             open_signal_file(
-                path, max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
+                path,
+                max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
+                destination=source.destination,
             ) as signal_file,
         ):
             for record in signal_file:
                 if record.index in rejected:
                     continue
                 value = orjson.loads(record.raw) if record.raw is not None else record.value
-                return map_signal(unwrap(value)[0], types).event
+                return as_event(value)
     except (OSError, ValueError, UnreadableFile):
         return None
     return None

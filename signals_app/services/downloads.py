@@ -81,7 +81,9 @@ def iter_valid_records(signal_import: SignalImport) -> Iterator[Record]:
     with (
         import_file_path(source) as path,
         open_signal_file(
-            path, max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES
+            path,
+            max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
+            destination=source.destination,
         ) as signal_file,
     ):
         for record in signal_file:

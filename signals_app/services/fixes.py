@@ -386,7 +386,7 @@ def _write_and_queue(fixed: SignalImport, source_id: int, fixes: list[str]) -> N
         partial = files.partial_path(storage, name)
         try:
             source = SignalImport.objects.get(pk=source_id)
-            _write_fixed_file(source, partial, set(fixes), fixed.app_key, import_id)
+            _write_fixed_file(source, partial, set(fixes), fixed.connect_app_key, import_id)
             files.put_whole(storage, name, partial)
         except BaseException as exc:
             partial.unlink(missing_ok=True)

@@ -113,10 +113,12 @@ class ReadResult:
 
 def read_import(job: ReadJob, counters: ReadCounters) -> ReadResult:
     """The child's whole job (see the module docstring)."""
-    with open_signal_file(job.path, max_inflated_bytes=job.max_inflated) as signal_file:
+    with open_signal_file(
+        job.path, max_inflated_bytes=job.max_inflated, destination=job.options.destination
+    ) as signal_file:
         file_format, compressed = signal_file.format, signal_file.compressed
     folder = Path(job.folder)
-    keeper = _Keeper(folder, job.storage_budget)
+    keeper = _Keeper(folder, job.storage_budget, fixes=job.options.destination == "connect")
     try:
         summary = validate_file(
             job.path,
@@ -157,8 +159,9 @@ class _Keeper:
     """The validator's sink: one byte of flags per signal, the fixable findings for the
     follow-up, and what the storage policy keeps, as files."""
 
-    def __init__(self, folder: Path, budget: int) -> None:
+    def __init__(self, folder: Path, budget: int, *, fixes: bool = True) -> None:
         self.flags = bytearray()
+        self.fixes = fixes  # Connect's fixes apply (not to a file of Attentive events)
         self.findings_budget = budget * 3 // 4
         self.records_budget = budget - self.findings_budget
         self.used = self.records_used = 0
@@ -218,7 +221,7 @@ class _Keeper:
             "code": code,
             "message": message,
         }
-        if code in FIXABLE_CODES:
+        if self.fixes and code in FIXABLE_CODES:
             bits |= _FIXABLE
             self.fixable.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
         if bits & (_HAS_ERROR | _FIXABLE) and self.noting_lines and self.lines_known:
@@ -311,7 +314,9 @@ class _FollowUp:
         flag = self.keeper.flag
         with (
             self.keeper.fixable_path.open("rb") as fixable_file,
-            open_signal_file(job.path, max_inflated_bytes=job.max_inflated) as signal_file,
+            open_signal_file(
+                job.path, max_inflated_bytes=job.max_inflated, destination=job.options.destination
+            ) as signal_file,
         ):
             fixable = map(orjson.loads, fixable_file)
             pending = next(fixable, None)
@@ -343,7 +348,7 @@ class _FollowUp:
 
     def _record(self, record: Record, bits: int, fixable: list[Finding]) -> None:
         rejected = bool(bits & _HAS_ERROR)
-        if not bits & _AT_APP_KEY:
+        if not bits & _AT_APP_KEY and self.job.options.destination == "connect":
             problem = self._app_key_problem(_file_app_key(record))
             if problem is not None:
                 code, message = problem

@@ -132,7 +132,7 @@ def iter_valid_signals(
 ) -> Generator[tuple[int, dict[str, Any]], None, None]:
     """(index, signal as sent) for each valid signal of the import's file, in file order,
     streaming. `from_signal` skips the records before it without parsing them."""
-    app_key = signal_import.app_key.key
+    app_key = signal_import.connect_app_key.key
     test = not signal_import.is_live
     for record in iter_valid_records(signal_import):
         if record.index < from_signal:
@@ -203,7 +203,7 @@ class _FileToSend:
             name=import_file_name(source),
             max_inflated=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
             rejected=Rejections.of(source),
-            app_key=signal_import.app_key.key,
+            app_key=signal_import.connect_app_key.key,
             test=not signal_import.is_live,
         )
 
@@ -284,7 +284,7 @@ def import_send(
     with transaction.atomic():
         # The row lock makes a double-clicked send wait here and then see the first one.
         locked = (
-            SignalImport.objects.select_for_update()
+            SignalImport.objects.select_for_update(of=("self",))
             .select_related("app_key")
             .get(pk=signal_import.pk)
         )
@@ -368,6 +368,7 @@ def import_send(
             lanes=lanes,
             connect=locked.send_to_connect,
             attentive=locked.attentive_account.name if locked.attentive_account else "",
+            kind=locked.validation_source.kind,
         )
         enqueued = timezone.now()
         SendLane.objects.bulk_create(
@@ -394,6 +395,12 @@ def _set_destinations(signal_import: SignalImport, destinations: Destinations) -
 
 
 def _check_destinations(signal_import: SignalImport) -> None:
+    if signal_import.holds_events and (
+        signal_import.send_to_connect or signal_import.attentive_account_id is None
+    ):
+        raise ImportRefused(
+            "A file of Attentive custom events goes to an Attentive account only: choose one."
+        )
     if not signal_import.send_to_connect and signal_import.attentive_account_id is None:
         raise ImportRefused("Choose where to send this file: Acoustic Connect, Attentive, or both.")
     if signal_import.attentive_account_id is not None and not signal_import.is_live:
@@ -618,7 +625,7 @@ def _settle_dead_lanes(signal_import: SignalImport) -> None:
 
 
 def connect_client_for(signal_import: SignalImport) -> ConnectClient:
-    account = signal_import.app_key.account
+    account = signal_import.connect_app_key.account
     return ConnectClient(
         endpoint=account.graphql_endpoint,
         api_key=account.api_key,
@@ -891,7 +898,7 @@ class _WindowRun:
         on_progress: Callable[[], None] | None,
     ) -> None:
         self.import_id = signal_import.pk
-        self.account_id = signal_import.app_key.account_id
+        self.account_id = signal_import.connect_app_key.account_id
         self.client = client
         self.size = size
         self.pace = window.Pace(size)

@@ -23,31 +23,58 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from connectadmin import files
-from connectadmin.models import AppKey
-from signals_app.models import AuditEvent, ImportMode, ImportStatus, SignalImport, audit
+from connectadmin.models import AppKey, AttentiveAccount
+from signals_app.models import (
+    AuditEvent,
+    ImportKind,
+    ImportMode,
+    ImportStatus,
+    SignalImport,
+    audit,
+)
 from signals_app.services.errors import ImportRefused
 
 IDEMPOTENCY_WINDOW = timedelta(hours=1)
+EVENTS_ARE_LIVE = (
+    "Attentive has no test mode: every event it receives is real and can start a journey, "
+    "so a file of custom events is imported live. It is only sent when you press Send, "
+    "after its preview."
+)
 
 
 def import_create(
     *,
     user: Any,
-    app_key: AppKey,
+    app_key: AppKey | None,
     mode: str,
     upload: IO[bytes] | UploadedFile,
     original_name: str,
     idempotency_key: str | None = None,
+    attentive_account: AttentiveAccount | None = None,
 ) -> SignalImport:
     """Keep the uploaded file under a generated name and queue its validation.
 
+    A file of Connect signals goes with `app_key`; a file of Attentive custom events with
+    `attentive_account` instead (no app key), and is live: Attentive has no test mode.
     The same user and `idempotency_key` within an hour returns the import the first
     request created: a double-clicked submit makes one import, not two. A deactivated app
     key is refused before anything is stored.
     """
     if mode not in ImportMode.values:
         raise ImportRefused("Choose whether the import is a test or a live one.")
-    if refusal := app_key_refusal(app_key):
+    kind = ImportKind.SIGNALS
+    if attentive_account is not None and app_key is None:
+        kind = ImportKind.EVENTS
+        if mode != ImportMode.LIVE:
+            raise ImportRefused(EVENTS_ARE_LIVE)
+    elif app_key is None:
+        raise ImportRefused("Choose the application key these signals belong to.")
+    elif attentive_account is not None:
+        raise ImportRefused(
+            "A file goes with an app key (Connect signals) or an Attentive account (custom "
+            "events), not both: signals are sent to Attentive too from their import's page."
+        )
+    elif refusal := app_key_refusal(app_key):
         raise ImportRefused(refusal)
     key = (idempotency_key or "").strip()[:64] or None
     if key is not None:
@@ -66,7 +93,10 @@ def import_create(
         with transaction.atomic():
             signal_import = SignalImport.objects.create(
                 created_by=user,
+                kind=kind,
                 app_key=app_key,
+                attentive_account=attentive_account,
+                send_to_connect=kind == ImportKind.SIGNALS,
                 mode=mode,
                 original_name=sanitize_file_name(original_name),
                 stored_name=stored_name,
@@ -80,7 +110,11 @@ def import_create(
                 signal_import=signal_import,
                 original_name=signal_import.original_name,
                 size_bytes=signal_import.size_bytes,
-                app_key=app_key.key,
+                **(
+                    {"app_key": app_key.key}
+                    if app_key is not None
+                    else {"attentive_account": attentive_account.name if attentive_account else ""}
+                ),
                 mode=mode,
             )
     except IntegrityError:
@@ -98,11 +132,11 @@ def import_create(
     return signal_import
 
 
-def app_key_refusal(app_key: AppKey) -> str:
+def app_key_refusal(app_key: AppKey | None) -> str:
     """Why a new import, or a new send of an import made before, may not use this key;
-    empty when it may. The one wording for the upload form, the import page and the
-    command line."""
-    if app_key.active:
+    empty when it may (and for an import of Attentive events, which has none). The one
+    wording for the upload form, the import page and the command line."""
+    if app_key is None or app_key.active:
         return ""
     return (
         f"App key {app_key.key} was deactivated{_deactivated_by(app_key)}, so it cannot be "

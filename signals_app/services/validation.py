@@ -198,6 +198,7 @@ def _validate(signal_import: SignalImport) -> None:
     audit(
         action="import.validated",
         signal_import=signal_import,
+        kind=signal_import.kind,
         signals=summary.signals,
         valid=summary.valid,
         rejected=summary.rejected,
@@ -207,6 +208,26 @@ def _validate(signal_import: SignalImport) -> None:
 
 def _read_job(signal_import: SignalImport, path: Path, folder: str, size: int) -> ReadJob:
     app_key = signal_import.app_key
+    if app_key is None:
+        # Attentive custom events: Attentive's rules, and no app key to look up.
+        options = Options(destination="attentive")
+        keys = KeyDirectory(account="", own=frozenset(), others={})
+    else:
+        options = Options(tier=validation_tier(app_key.tier), default_app_key=app_key.key)
+        keys = _key_directory(app_key)
+    return ReadJob(
+        path=str(path),
+        folder=folder,
+        options=options,
+        keys=keys,
+        max_inflated=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
+        workers=_validation_workers(),
+        parallel_min_bytes=int(getattr(settings, "SIGNALS_PARALLEL_MIN_BYTES", PARALLEL_MIN_BYTES)),
+        storage_budget=storage_budget(size),
+    )
+
+
+def _key_directory(app_key: AppKey) -> KeyDirectory:
     account = app_key.account
     own: set[str] = set()
     others: dict[str, str] = {}
@@ -217,16 +238,7 @@ def _read_job(signal_import: SignalImport, path: Path, folder: str, size: int) -
             own.add(key)
         else:
             others[key] = account_name
-    return ReadJob(
-        path=str(path),
-        folder=folder,
-        options=Options(tier=validation_tier(app_key.tier), default_app_key=app_key.key),
-        keys=KeyDirectory(account=account.name, own=frozenset(own), others=others),
-        max_inflated=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
-        workers=_validation_workers(),
-        parallel_min_bytes=int(getattr(settings, "SIGNALS_PARALLEL_MIN_BYTES", PARALLEL_MIN_BYTES)),
-        storage_budget=storage_budget(size),
-    )
+    return KeyDirectory(account=account.name, own=frozenset(own), others=others)
 
 
 def storage_budget(size: int) -> int:

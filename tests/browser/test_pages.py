@@ -136,7 +136,7 @@ def test_login_and_upload_a_file_then_see_its_field_errors(
     page.get_by_label("Application key").select_option(value=str(app_key.pk))
     page.get_by_role("button", name="Upload and check").click()
     assert page.evaluate("document.activeElement.type") == "file"
-    page.get_by_label("Signals file").set_input_files(upload)
+    page.get_by_label("File to check").set_input_files(upload)
     assert page.locator("input[value=live]").is_disabled()
     page.screenshot(path=ARTIFACTS / "02-upload.png", full_page=True)
     page.get_by_role("button", name="Upload and check").click()

@@ -107,7 +107,7 @@ def test_a_failing_import_alerts_once_and_the_good_run_after_it_recovers_once(
         time.sleep(1.0)  # nothing more comes
         bodies = receiver.received()
 
-    account = first.app_key.account
+    account = first.connect_app_key.account
     alert = Alert.objects.get(topic="import", subject=f"account:{account.pk}")
     assert alert.state == "cleared" and alert.occurrences == 2
     assert [body["message"] for body in bodies] == ["alert", "recovery"]
