@@ -247,3 +247,38 @@ def test_events_refused_whole_raise_an_alert_for_the_attentive_account(
     assert alert.subject_label == "Imports to Attentive “Shop”"
     assert alert.title == f"Import #{signal_import.pk} (events.ndjson, live): refused by attentive"
     assert alert.detail.startswith("Attentive refused all 2 events.")
+
+
+def test_an_events_csv_is_read_as_events_and_sent_with_its_columns_nested(
+    setup: Path,  # noqa: F811
+    sender: User,  # noqa: F811
+    browser: Client,
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    target = account(sandbox)
+    csv_text = (
+        "type,externalEventId,user.email,properties.orderId,properties.total\n"
+        f"Order Shipped,{OWN_ID},jane@example.com,A-1,98.44\n"
+        "Order Shipped,,,A-2,1\n"  # no user: rejected
+    )
+    response = browser.post(
+        reverse("signals:import_new"),
+        {
+            "kind": "events",
+            "attentive_account": target.pk,
+            "idempotency_key": "csv",
+            "file": SimpleUploadedFile("events.csv", csv_text.encode(), content_type="text/csv"),
+        },
+    )
+    assert response.status_code == 302
+    signal_import = SignalImport.objects.get()
+    validation.import_validate(import_id=signal_import.pk)
+    signal_import.refresh_from_db()
+    assert signal_import.file_format == "events-csv"
+    assert (signal_import.valid, signal_import.rejected) == (1, 1)
+    sending.import_send(signal_import=signal_import, user=sender, confirm_skip=1)
+    sending.import_send_run(import_id=signal_import.pk)
+    (event,) = received(sandbox)
+    assert event["external_event_id"] == OWN_ID
+    assert event["user"] == {"email": "jane@example.com"}
+    assert event["properties"] == {"orderId": "A-1", "total": "98.44"}  # CSV cells are text

@@ -1,7 +1,8 @@
 """Issue 13's browser test: in a real Chromium, a marketer uploads a small file of Connect
 signals as a live import and sends it to Connect and to an Attentive account at once; the
 sandbox then holds each valid signal once as a signal and once as an event (by its
-externalEventId), and the history shows both destinations. Web: pytest-django's live
+externalEventId), and the history shows both destinations; and a file of Attentive
+custom events sent to Attentive alone. Web: pytest-django's live
 server; validation and sending: a real Celery worker process (Redis, PostgreSQL)."""
 
 from __future__ import annotations
@@ -129,3 +130,66 @@ def test_a_marketer_sends_one_file_to_connect_and_attentive_and_sees_both_in_his
     assert any("carts.ndjson" in t and "to Connect" in t and "Completed" in t for t in texts)
     assert any("Attentive “Shop journeys”" in t and "29" in t for t in texts)
     page.screenshot(path=ARTIFACTS / "attentive-3-history.png", full_page=True)
+
+
+def test_a_marketer_sends_a_file_of_custom_events_to_attentive(
+    page: Any,  # noqa: F811
+    workers: Workers,
+    sandbox: Sandbox,
+    tmp_path: Path,
+) -> None:
+    workers.start()
+    attentive = AttentiveAccount.objects.create(
+        name="Shop journeys",
+        api_key=ATTENTIVE_KEY,
+        graphql_endpoint=f"{sandbox.url}/v1/graphql",
+        rate_limit=150,
+    )
+    make_user("mia", "marketer", send_live=True)
+    upload = tmp_path / "shipments.ndjson"
+    events = [
+        {
+            "type": "Order Shipped",
+            "user": {"email": f"shopper{n}@example.com"},
+            "properties": {"orderId": f"ORD-{n}"},
+            **({"externalEventId": f"ship-{n}"} if n % 2 else {}),
+        }
+        for n in range(12)
+    ]
+    events[3]["type"] = "Order (shipped)"  # a forbidden character: rejected
+    upload.write_text("".join(json.dumps(e) + "\n" for e in events))
+
+    page.goto("/login/")
+    page.get_by_label("User name").fill("mia")
+    page.get_by_label("Password").fill("mia-pass")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector("text=Sign out")
+
+    page.goto("/imports/new")
+    page.check("input[name=kind][value=events]")
+    # The app key and test/live choices are for signals: hidden for events.
+    assert not page.get_by_label("Application key").is_visible()
+    page.get_by_label("Attentive account").select_option(value=str(attentive.pk))
+    page.locator("input[type=file]").set_input_files(str(upload))
+    page.locator("main").get_by_role("button", name=re.compile("Upload")).click()
+    page.wait_for_selector("text=Ready to send", timeout=WAIT_MS)
+    assert page.get_by_text("11 valid events ready; 1 event rejected.").count()
+    page.locator("input[name=confirm_skip]").check()
+    page.screenshot(path=ARTIFACTS / "attentive-4-events-send-form.png", full_page=True)
+    page.get_by_role("button", name="Send 11 events to Attentive").click()
+    page.wait_for_selector(".meta .status-completed", timeout=WAIT_MS)
+    page.screenshot(path=ARTIFACTS / "attentive-5-events-completed.png", full_page=True)
+    assert page.get_by_text("Attentive accepted 11 events (1 rejected event skipped).").count()
+
+    signal_import = SignalImport.objects.get()
+    inspected = sandbox.inspect(limit=10_000)
+    assert inspected["signals"] == []  # nothing went to Connect
+    assert sorted(e["external_event_id"] for e in inspected["attentive_events"]) == sorted(
+        f"ship-{n}" if n % 2 else event_id(signal_import.public_id, n, attentive.pk)
+        for n in range(12)
+        if n != 3
+    )
+
+    page.goto("/history")
+    texts = page.locator("tbody tr").all_inner_texts()
+    assert any("shipments.ndjson" in t and "custom events" in t and "Completed" in t for t in texts)
