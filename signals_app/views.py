@@ -61,7 +61,6 @@ from signals_app.services import attentive_sending, downloads, fixes, preview, s
 from signals_app.services.attentive_events import DEFAULT_EVENT_TYPES, event_types
 from signals_app.services.errors import ImportRefused
 from signals_app.uploads import UploadSizeCap, human_size, install_upload_cap
-from signals_app.validation.attentive import check_event
 from signals_app.validation.readers import UnreadableFile
 from signals_app.validation.schema import SIGNAL_TYPES
 
@@ -527,23 +526,27 @@ def _destinations_context(signal_import: SignalImport) -> dict[str, Any]:
         return {"attentive_accounts": accounts}
     if signal_import.holds_events:
         # Events go as written: their warnings are the preview's findings already.
-        sample = attentive_sending.sample_event(signal_import, {})
+        preview = attentive_sending.preview_events(signal_import, {})
         return {
             "attentive_accounts": accounts,
-            "attentive_sample": json.dumps(sample, indent=2, ensure_ascii=False) if sample else "",
+            "attentive_sample": _pretty(preview.sample),
         }
     types = event_types(signal_import.attentive_event_types)
-    sample = attentive_sending.sample_event(signal_import, types)
-    # What Attentive would make of that event (its warnings: an old occurredAt, lists).
-    sample_issues = check_event(sample).issues if sample else []
+    # The first signals mapped and checked: what Attentive would refuse or warn about.
+    preview = attentive_sending.preview_events(signal_import, types)
     return {
-        "attentive_sample_issues": sample_issues,
         "attentive_accounts": accounts,
         "event_type_rows": [
             (name, SIGNAL_TYPES[name].label, types[name]) for name in DEFAULT_EVENT_TYPES
         ],
-        "attentive_sample": json.dumps(sample, indent=2, ensure_ascii=False) if sample else "",
+        "attentive_sample": _pretty(preview.sample),
+        "attentive_preview": preview,
+        "attentive_scanned_all": preview.scanned >= signal_import.valid,
     }
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False) if value is not None else ""
 
 
 def _quote(value: str) -> str:

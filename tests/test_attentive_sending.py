@@ -494,3 +494,44 @@ def test_a_call_kept_from_its_permit_takes_a_new_one_and_leaves_once(
     # (A thread's first call builds its client, which may itself make it late: more.)
     assert given_up <= calls.late_permits <= 3 * MAX_GIVE_UPS
     assert sorted(e["external_event_id"] for e in received(sandbox)) == sorted(ids)
+
+
+def test_the_send_form_says_what_attentive_would_refuse_where_the_signal_has_it(
+    setup: Path, sender: User, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    account(sandbox)
+    signal_import = validated(setup, sender)
+    # Rewrite the file: signal 2 names a custom attribute Attentive refuses as a property
+    # key; every signal happened long ago (no journey fires for an event 12 hours old).
+    lines = []
+    for n in range(TOTAL):
+        if n in REJECTED:
+            lines.append(b"{broken")
+            continue
+        value = signal(n)
+        value["signalContent"]["signalTimestamp"] = "2021-03-30T14:38:29Z"
+        if n == 2:
+            value["signalContent"]["signalCustomAttributes"] = [
+                {"name": "ok", "value": "1"},
+                {"name": "gift's wrap", "value": "yes"},
+            ]
+        lines.append(orjson.dumps(value))
+    (setup / "imports" / signal_import.stored_name).write_bytes(b"\n".join(lines) + b"\n")
+    client = Client()
+    client.force_login(sender)
+    url = reverse("signals:import_detail", args=[signal_import.public_id])
+    html = client.get(url).content.decode()
+    assert "As Attentive events, these 11 signals would meet:" in html
+    assert "<code>signalContent.signalCustomAttributes[]</code> · 1 signal:" in html
+    assert "gift&#x27;s wrap" in html and "(signal 2)" in html
+    assert "<code>signalContent.signalTimestamp</code> · 11 signals:" in html
+    assert "Attentive would refuse the events of 1 signal:" in html
+
+    # Only the first SCAN_SIGNALS are checked, and the form says so.
+    monkeypatch.setattr(attentive_sending, "SCAN_SIGNALS", 2)
+    html = client.get(url).content.decode()
+    assert "As Attentive events, the first 2 of the 11 signals would meet:" in html
+    assert "gift&#x27;s wrap" not in html  # signal 2 is the third valid one

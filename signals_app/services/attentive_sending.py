@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -56,10 +57,12 @@ from connectadmin.ratelimit import (
 from signals_app.attentive_client import AttentiveClient, EventResult, LeftTooLate, event_id
 from signals_app.connect_client import Outcome
 from signals_app.models import BatchState, ImportBatch, ImportStatus, SignalImport
-from signals_app.services.attentive_events import event_types, map_signal
+from signals_app.services.attentive_events import event_types, map_signal, source_path
 from signals_app.services.rejections import Rejections
 from signals_app.services.upload import import_file_name
+from signals_app.validation.attentive import KeyLimit, check_event
 from signals_app.validation.engine import unwrap
+from signals_app.validation.findings import ERROR
 from signals_app.validation.readers import UnreadableFile, open_signal_file
 
 log = logging.getLogger(__name__)
@@ -139,13 +142,50 @@ def _event_maker(
     return lambda value: map_signal(unwrap(value)[0], names).event
 
 
-def sample_event(signal_import: SignalImport, types: dict[str, str]) -> dict[str, Any] | None:
-    """The first valid signal of the import as Attentive would receive it (the preview's
-    example; externalEventId left out, it is made per account at sending). None without a
-    valid signal or a readable file."""
+# Signals the send form maps and checks, at most: the first ones of the file, in a
+# fraction of a second (a file of Attentive events was checked whole by its validation).
+SCAN_SIGNALS = 1_000
+
+
+@dataclass(slots=True)
+class EventProblem:
+    """What Attentive would make of some mapped signals: one field and problem."""
+
+    severity: str
+    path: str  # in the signal, [] for any index: where the marketer fixes it
+    code: str
+    message: str  # the first signal's
+    signals: int = 0
+    first_signal: int = 0
+
+
+@dataclass(slots=True)
+class EventsPreview:
+    """The send form's look at the import as Attentive events: the first valid one as
+    Attentive receives it, and what Attentive would refuse or warn about in the first
+    `scanned` valid ones (all of them when `scanned` is the import's valid count)."""
+
+    sample: dict[str, Any] | None = None
+    scanned: int = 0
+    refused: int = 0  # of the scanned: signals whose event Attentive would refuse
+    problems: list[EventProblem] = field(default_factory=list)
+
+
+def preview_events(
+    signal_import: SignalImport, types: dict[str, str], *, limit: int | None = None
+) -> EventsPreview:
+    """The first `limit` valid signals of the import, mapped with `types` and checked by
+    Attentive's rules (validation.attentive.check_event, property keys counted per type
+    across them), each problem reported at the signal's field it comes from. For a file
+    of events, its first event only: its validation checked them all. An unreadable file
+    gives an empty preview."""
     source = signal_import.validation_source
     rejected = Rejections.of(source)
     as_event = _event_maker(signal_import, types)
+    preview = EventsPreview()
+    limit = limit or SCAN_SIGNALS
+    keys, now = KeyLimit(), time.time()
+    problems: dict[tuple[str, str, str], EventProblem] = {}
     try:
         with (
             files.local_path(files.imports(), import_file_name(source)) as path,
@@ -159,10 +199,35 @@ def sample_event(signal_import: SignalImport, types: dict[str, str]) -> dict[str
                 if record.index in rejected:
                     continue
                 value = orjson.loads(record.raw) if record.raw is not None else record.value
-                return as_event(value)
+                event = as_event(value)
+                if preview.sample is None:
+                    preview.sample = event
+                    if source.holds_events:
+                        break
+                preview.scanned += 1
+                envelope = unwrap(value)[0]
+                issues = check_event(event, keys=keys, now=now).issues
+                preview.refused += any(issue.severity == ERROR for issue in issues)
+                for issue in issues:
+                    at = _INDEX.sub("[]", source_path(issue.path, envelope))
+                    key = (str(issue.severity), at, str(issue.code))
+                    problem = problems.get(key)
+                    if problem is None:
+                        problem = problems[key] = EventProblem(
+                            *key, issue.message, first_signal=record.index
+                        )
+                    problem.signals += 1
+                if preview.scanned >= limit:
+                    break
     except (OSError, ValueError, UnreadableFile):
-        return None
-    return None
+        return EventsPreview()
+    preview.problems = sorted(
+        problems.values(), key=lambda p: (p.severity != ERROR, -p.signals, p.path)
+    )
+    return preview
+
+
+_INDEX = re.compile(r"\[\d+\]")
 
 
 # --- one lane's run ---------------------------------------------------------------------
