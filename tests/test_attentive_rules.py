@@ -11,6 +11,7 @@ import copy
 import gzip
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,13 @@ SEED_NOW = datetime(2021, 3, 30, 15, 38, 29, tzinfo=UTC).timestamp()
 
 
 def event(**fields: Any) -> dict[str, Any]:
-    """A clean event; a field given as None is left out."""
+    """A clean event, with an externalEventId of its own; a field given as None is left
+    out."""
     record: dict[str, Any] = {
         "type": "Order Shipped",
         "user": {"email": "jane.doe@example.com"},
         "properties": {"color": "red", "size": "M", "price": 19.99},
-        "externalEventId": "1b0f1c55-7d21-4b4e-9a55-3f0a3c3e2a10",
+        "externalEventId": str(uuid.uuid4()),
         "occurredAt": RECENT,
     }
     record.update(fields)
@@ -825,12 +827,75 @@ def test_the_200_keys_across_the_parts_of_a_csv(
     assert went_parallel and all(went_parallel) and reruns
 
 
+# --- one id per event ---------------------------------------------------------------------
+
+
+def test_an_id_an_earlier_valid_event_has_is_a_warning_at_the_later(tmp_path: Path) -> None:
+    records = [
+        event(externalEventId="a"),
+        event(externalEventId="b"),
+        event(externalEventId="a"),  # 2: a again
+        event(externalEventId="c", type="x|y"),  # 3: rejected, so its id is never sent
+        event(externalEventId="c"),  # 4: the first valid c
+        event(externalEventId="b", user=None),  # 5: rejected: no warning about its id
+        event(externalEventId=None),  # 6: no id: Attentive has nothing to take it for
+        event(externalEventId=None),  # 7
+        event(externalEventId="b"),  # 8: b again
+    ]
+    path = write_ndjson(tmp_path / "ids.ndjson", records)
+    found, summary = run(path, EVENTS)
+    repeats = [(f.signal, f.path, f.severity) for f in found if f.code == "duplicate_event_id"]
+    assert repeats == [(2, "externalEventId", "warning"), (8, "externalEventId", "warning")]
+    message = next(f.message for f in found if f.code == "duplicate_event_id")
+    assert message.startswith('externalEventId "a" is an earlier event\'s too: Attentive')
+    assert summary.valid == 7  # a warning rejects nothing
+
+
+def repeats_of(path: Path, workers: int) -> list[tuple[int, str]]:
+    found, _ = run(path, EVENTS, workers)
+    return [(f.signal, f.message) for f in found if f.code == "duplicate_event_id"]
+
+
+@pytest.mark.parametrize("kind", ["ndjson", "json", "csv"])
+def test_ids_repeated_across_the_parts_of_a_file_are_found_as_by_one_pass(
+    tmp_path: Path, went_parallel: list[bool], monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # 401 events: ids 0-199, then 100-299 (repeating 100-199 of the first half) and 250
+    # once more at the end; a part alone sees no repeat of an id met in a part before it.
+    ids = [*range(200), *range(100, 300), 250]
+    rerun: list[list[int]] = []
+    original = validate._rerun_parts
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        rerun.append(sorted(args[7]))
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(validate, "_rerun_parts", spy)
+    if kind == "csv":
+        lines = ["type,user.email,externalEventId", *(f"T,a@b.co,id-{n}" for n in ids)]
+        path = write_csv(tmp_path / "ids.csv", *lines)
+    else:
+        records = [event(externalEventId=f"id-{n}") for n in ids]
+        if kind == "json":
+            path = tmp_path / "ids.json"
+            path.write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n")
+        else:
+            path = write_ndjson(tmp_path / "ids.ndjson", records)
+    single = repeats_of(path, 1)
+    assert [signal for signal, _ in single] == [*range(200, 300), 400]
+    for workers in (2, 3):
+        assert repeats_of(path, workers) == single
+        assert run(path, EVENTS, workers)[1] == run(path, EVENTS)[1]
+    assert went_parallel and all(went_parallel)
+    assert rerun and all(parts for parts in rerun)
+
+
 # --- the command line --------------------------------------------------------------------
 
 
 def test_the_command_line_judges_events_end_to_end(tmp_path: Path) -> None:
     fresh = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    clean = write_ndjson(tmp_path / "clean.ndjson", [event(occurredAt=fresh)] * 3)
+    clean = write_ndjson(tmp_path / "clean.ndjson", [event(occurredAt=fresh) for _ in range(3)])
     code, out, err = run_command(str(clean), "--destination", "attentive")
     assert (code, err) == (0, "")
     assert [json.loads(line) for line in out.splitlines()] == [

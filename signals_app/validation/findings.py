@@ -58,6 +58,10 @@ class Code(StrEnum):
     TOO_OLD = "too_old"
     # A property holding a list or an object: usable in e-mail journeys only, not in SMS.
     EMAIL_ONLY = "email_only"
+    # An externalEventId that a valid event before it in the file has already: Attentive
+    # takes the two for one event (the id is "a unique identifier representing this
+    # specific event"), so one of them may be dropped as a resend. Reported at the later.
+    DUPLICATE_EVENT_ID = "duplicate_event_id"
     # (A URL value over 1,024 characters, which Attentive does not shorten, is reported
     # as `max_length`; a forbidden character in a type or property key as `format`.)
 

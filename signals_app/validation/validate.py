@@ -52,7 +52,7 @@ from signals_app.validation.schema import Tier
 
 if TYPE_CHECKING:
     # Imported where used: a Connect run (and the command line's start) does without them.
-    from signals_app.validation.attentive import KeyLimit, KeySnapshot
+    from signals_app.validation.attentive import EventIds, KeyLimit, KeySnapshot
 
 FindingSink = Callable[[Finding], None]
 IssueWriter = Callable[[int, int | None, Issue], None]
@@ -130,6 +130,8 @@ class _Judge:
         self.events = options.destination == "attentive"
         # Attentive: the property keys per event type met so far (None for Connect).
         self.keys: KeyLimit | None = None
+        # Attentive: the externalEventIds of the valid events met so far.
+        self.ids: EventIds | None = None
         self.now = 0.0  # Attentive: what occurredAt is measured from
         if self.events:
             from signals_app.validation import attentive
@@ -137,6 +139,7 @@ class _Judge:
             self._attentive = attentive
             self.fast = _NoFastPath()
             self.keys = attentive.KeyLimit()
+            self.ids = attentive.EventIds()
             self.now = time.time() if options.now is None else options.now
         else:
             self.fast = FastPath(
@@ -230,10 +233,24 @@ class _Judge:
         duplicates = attentive.attentive_duplicates(raw, value) if raw is not None else []
         check = attentive.check_event(value, keys=None if duplicates else self.keys, now=self.now)
         issues = duplicates + check.issues if duplicates else check.issues
+        external_id = value.get("externalEventId") if value.__class__ is dict else None
+        if (
+            self.ids is not None
+            and isinstance(external_id, str)
+            and external_id.strip()
+            and not any(issue.severity == ERROR for issue in issues)
+        ):
+            # Only a valid event is sent: only its id can be taken for another's.
+            repeat = self.ids.repeat(external_id)
+            if repeat is not None:
+                issues = [*issues, repeat]
         self._report(index, line, issues, contact_key_only=False)
 
     def key_snapshot(self) -> KeySnapshot | None:
         return None if self.keys is None else self.keys.snapshot()
+
+    def id_digests(self) -> tuple[int, ...] | None:
+        return None if self.ids is None else self.ids.digests()
 
     def _report(
         self, index: int, line: int | None, issues: list[Issue], *, contact_key_only: bool
@@ -349,8 +366,10 @@ class _PartResult:
     # "" when it has none, for the parent to check the structure across parts.
     first: str = ""
     last: str = ""
-    # Attentive: the property keys per event type the part met (KeyLimit.snapshot).
+    # Attentive: the property keys per event type the part met (KeyLimit.snapshot), and
+    # the digests of its valid events' externalEventIds (EventIds.digests).
     keys: KeySnapshot | None = None
+    ids: tuple[int, ...] | None = None
 
 
 class _FindingWriter:
@@ -445,8 +464,11 @@ def _run_parts(
             reruns = _key_reruns([result.keys for result in results])
             if reruns is None:
                 return None
-            if reruns:
-                _rerun_parts(path, function, ranges, part_args, options, folder, reruns, results)
+            id_reruns = _id_reruns([result.ids or () for result in results])
+            if reruns or id_reruns:
+                _rerun_parts(
+                    path, function, ranges, part_args, options, folder, reruns, id_reruns, results
+                )
         return _stitch(results, sink, lines_before)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -455,6 +477,10 @@ def _run_parts(
 # Attentive: per part to run again, the keys each event type has met in the parts before it.
 Presets = dict[int, dict[str, tuple[str, ...]]]
 _key_presets: Presets = {}  # for the parts run again, forked, to find
+# Attentive: per part to run again, the digests of the externalEventIds it shares with the
+# valid events of the parts before it.
+IdPresets = dict[int, frozenset[int]]
+_id_presets: IdPresets = {}
 
 
 def _part_judge(options: Options, writer: _FindingWriter, number: int) -> _Judge:
@@ -464,7 +490,26 @@ def _part_judge(options: Options, writer: _FindingWriter, number: int) -> _Judge
         from signals_app.validation.attentive import KeyLimit
 
         judge.keys = KeyLimit(preset)
+    ids = _id_presets.get(number)
+    if ids is not None:
+        from signals_app.validation.attentive import EventIds
+
+        judge.ids = EventIds(ids)
     return judge
+
+
+def _id_reruns(parts: list[tuple[int, ...]]) -> IdPresets:
+    """The parts of an Attentive file holding an externalEventId that a valid event of a
+    part before it has, each with those ids' digests: run again from them, the part warns
+    where the single pass does (a part counted from nothing misses the repeats of ids met
+    before it, and only those)."""
+    seen: set[int] = set()
+    reruns: IdPresets = {}
+    for number, digests in enumerate(parts):
+        if number and (shared := seen.intersection(digests)):
+            reruns[number] = frozenset(shared)
+        seen.update(digests)
+    return reruns
 
 
 def _key_reruns(snapshots: list[KeySnapshot | None]) -> Presets | None:
@@ -511,14 +556,16 @@ def _rerun_parts(
     options: Options,
     folder: str,
     reruns: Presets,
+    id_reruns: IdPresets,
     results: list[_PartResult],
 ) -> None:
-    """Run the parts in `reruns` again, each from its preset keys, in place in `results`."""
-    global _key_presets
-    _key_presets = reruns  # the forked parts find theirs here
+    """Run the parts in `reruns` and `id_reruns` again, each from its preset keys and ids,
+    in place in `results`."""
+    global _key_presets, _id_presets
+    _key_presets, _id_presets = reruns, id_reruns  # the forked parts find theirs here
     parts: list[tuple[int, Forked[_PartResult]]] = []
     try:
-        for number in reruns:
+        for number in sorted(reruns.keys() | id_reruns.keys()):
             a, b = ranges[number]
             args = (str(path), number, a, b, options, folder, *part_args)
             parts.append((number, Forked(function, args)))
@@ -530,7 +577,7 @@ def _rerun_parts(
             part.kill()
         raise
     finally:
-        _key_presets = {}
+        _key_presets, _id_presets = {}, {}
 
 
 def _stitch(results: list[_PartResult], sink: FindingSink | None, lines_before: int) -> Summary:
@@ -702,7 +749,9 @@ def _validate_ndjson_part(
         return _PartResult(judge.summary, line_no, writer.path, unfit=True)
     writer.close()
     judge.add_clean(clean, clean_contact_key_only)
-    return _PartResult(judge.summary, line_no, writer.path, keys=judge.key_snapshot())
+    return _PartResult(
+        judge.summary, line_no, writer.path, keys=judge.key_snapshot(), ids=judge.id_digests()
+    )
 
 
 # --- JSON arrays, one element per line ---------------------------------------------------
@@ -803,7 +852,13 @@ def _validate_json_part(
     writer.close()
     judge.add_clean(clean, clean_contact_key_only)
     return _PartResult(
-        judge.summary, 0, writer.path, first=first, last=state, keys=judge.key_snapshot()
+        judge.summary,
+        0,
+        writer.path,
+        first=first,
+        last=state,
+        keys=judge.key_snapshot(),
+        ids=judge.id_digests(),
     )
 
 
@@ -921,4 +976,10 @@ def _validate_csv_part(
             return _PartResult(judge.summary, 0, writer.path, unfit=True)
     writer.close()
     judge.add_clean(clean, clean_contact_key_only)
-    return _PartResult(judge.summary, reader.line_num, writer.path, keys=judge.key_snapshot())
+    return _PartResult(
+        judge.summary,
+        reader.line_num,
+        writer.path,
+        keys=judge.key_snapshot(),
+        ids=judge.id_digests(),
+    )
