@@ -82,6 +82,16 @@ def browser(sender: User) -> Client:  # noqa: F811
     return client
 
 
+def checked(browser: Client, target: Any) -> SignalImport:
+    """EVENTS uploaded for `target` from the browser, then validated (the task's body)."""
+    response = upload(browser, attentive_account=target.pk)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    signal_import = SignalImport.objects.get()
+    validation.import_validate(import_id=signal_import.pk)
+    signal_import.refresh_from_db()
+    return signal_import
+
+
 def test_the_upload_form_offers_events_for_an_attentive_account(
     setup: Path,  # noqa: F811
     browser: Client,
@@ -101,16 +111,11 @@ def test_an_events_file_is_checked_by_attentives_rules_and_sent_as_written(
     sandbox: Sandbox,  # noqa: F811
 ) -> None:
     target = account(sandbox)
-    response = upload(browser, attentive_account=target.pk)
-    assert response.status_code == 302, response.content.decode()[:2000]
-    signal_import = SignalImport.objects.get()
+    signal_import = checked(browser, target)
     # Attentive has no test mode: the import is live, with no app key and no Connect.
     assert (signal_import.kind, signal_import.mode) == (ImportKind.EVENTS, ImportMode.LIVE)
     assert signal_import.app_key is None and signal_import.attentive_account == target
     assert not signal_import.send_to_connect
-
-    validation.import_validate(import_id=signal_import.pk)
-    signal_import.refresh_from_db()
     assert signal_import.status == ImportStatus.VALIDATED
     assert (signal_import.signals, signal_import.valid, signal_import.rejected) == (4, 2, 2)
     findings = set(
@@ -187,10 +192,7 @@ def test_events_go_to_attentive_only_and_live_only(
     assert "Attentive has no test mode" in response.content.decode()
     assert not SignalImport.objects.exists()
 
-    assert upload(browser, attentive_account=target.pk).status_code == 302
-    signal_import = SignalImport.objects.get()
-    validation.import_validate(import_id=signal_import.pk)
-    signal_import.refresh_from_db()
+    signal_import = checked(browser, target)
     with pytest.raises(ImportRefused, match="Attentive account only"):
         sending.import_send(
             signal_import=signal_import,
@@ -231,9 +233,7 @@ def test_events_refused_whole_raise_an_alert_for_the_attentive_account(
 
     # A key Attentive does not know: every event refused (401).
     target = account(sandbox, key="not-a-known-key")
-    assert upload(browser, attentive_account=target.pk).status_code == 302
-    signal_import = SignalImport.objects.get()
-    validation.import_validate(import_id=signal_import.pk)
+    signal_import = checked(browser, target)
     sending.import_send(signal_import=signal_import, user=sender, confirm_skip=2)
     sending.import_send_run(import_id=signal_import.pk)
     signal_import.refresh_from_db()

@@ -17,7 +17,7 @@ import pytest
 from connectadmin.models import AttentiveAccount, ConnectAccount, Region
 from signals_app.attentive_client import event_id
 from signals_app.models import Destination, ImportStatus, SignalImport
-from tests.browser.test_pages import ARTIFACTS, browser, page  # noqa: F401  (fixtures)
+from tests.browser.test_pages import ARTIFACTS, browser, page, sign_in  # noqa: F401
 from tests.factories import make_app_key
 from tests.integration.conftest import Workers
 from tests.sandbox.support import ATTENTIVE_KEY, ULTIMATE_EMAIL, ULTIMATE_KEY, Sandbox
@@ -79,11 +79,7 @@ def test_a_marketer_sends_one_file_to_connect_and_attentive_and_sees_both_in_his
     make_user("mia", "marketer", send_live=True)
     upload = write_file(tmp_path)
 
-    page.goto("/login/")
-    page.get_by_label("User name").fill("mia")
-    page.get_by_label("Password").fill("mia-pass")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_selector("text=Sign out")
+    sign_in(page, "mia")
 
     page.goto("/imports/new")
     key_option = page.locator("select[name=app_key] option", has_text=APP_KEY).first
@@ -159,11 +155,7 @@ def test_a_marketer_sends_a_file_of_custom_events_to_attentive(
     events[3]["type"] = "Order (shipped)"  # a forbidden character: rejected
     upload.write_text("".join(json.dumps(e) + "\n" for e in events))
 
-    page.goto("/login/")
-    page.get_by_label("User name").fill("mia")
-    page.get_by_label("Password").fill("mia-pass")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_selector("text=Sign out")
+    sign_in(page, "mia")
 
     page.goto("/imports/new")
     page.check("input[name=kind][value=events]")
