@@ -16,6 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from connectadmin.models import AttentiveAccount
 from signals_app.attentive_client import event_id
 from signals_app.models import (
     BatchState,
@@ -82,6 +83,12 @@ def browser(sender: User) -> Client:  # noqa: F811
     return client
 
 
+@pytest.fixture
+def target(setup: Path, sandbox: Sandbox) -> AttentiveAccount:  # noqa: F811
+    """The Attentive account "Shop" on the sandbox, its files under the test's folder."""
+    return account(sandbox)
+
+
 def checked(browser: Client, target: Any) -> SignalImport:
     """EVENTS uploaded for `target` from the browser, then validated (the task's body)."""
     response = upload(browser, attentive_account=target.pk)
@@ -105,12 +112,10 @@ def test_the_upload_form_offers_events_for_an_attentive_account(
 
 
 def test_an_events_file_is_checked_by_attentives_rules_and_sent_as_written(
-    setup: Path,  # noqa: F811
-    sender: User,  # noqa: F811
     browser: Client,
+    target: AttentiveAccount,
     sandbox: Sandbox,  # noqa: F811
 ) -> None:
-    target = account(sandbox)
     signal_import = checked(browser, target)
     # Attentive has no test mode: the import is live, with no app key and no Connect.
     assert (signal_import.kind, signal_import.mode) == (ImportKind.EVENTS, ImportMode.LIVE)
@@ -171,12 +176,10 @@ def test_an_events_file_is_checked_by_attentives_rules_and_sent_as_written(
 
 
 def test_events_go_to_attentive_only_and_live_only(
-    setup: Path,  # noqa: F811
-    sender: User,  # noqa: F811
     browser: Client,
-    sandbox: Sandbox,  # noqa: F811
+    target: AttentiveAccount,
+    sender: User,  # noqa: F811
 ) -> None:
-    target = account(sandbox)
     # No account chosen: a form error naming it, nothing stored.
     response = upload(browser)
     assert response.status_code == 400
@@ -250,12 +253,11 @@ def test_events_refused_whole_raise_an_alert_for_the_attentive_account(
 
 
 def test_an_events_csv_is_read_as_events_and_sent_with_its_columns_nested(
-    setup: Path,  # noqa: F811
-    sender: User,  # noqa: F811
     browser: Client,
+    target: AttentiveAccount,
+    sender: User,
     sandbox: Sandbox,  # noqa: F811
 ) -> None:
-    target = account(sandbox)
     csv_text = (
         "type,externalEventId,user.email,properties.orderId,properties.total\n"
         f"Order Shipped,{OWN_ID},jane@example.com,A-1,98.44\n"

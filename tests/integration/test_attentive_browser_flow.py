@@ -30,6 +30,15 @@ WAIT_MS = 60_000
 SIGNALS = 30  # signal 4 lacks its currency: 29 valid
 
 
+def shop_journeys(sandbox: Sandbox) -> AttentiveAccount:
+    return AttentiveAccount.objects.create(
+        name="Shop journeys",
+        api_key=ATTENTIVE_KEY,
+        graphql_endpoint=f"{sandbox.url}/v1/graphql",
+        rate_limit=150,
+    )
+
+
 def write_file(folder: Path) -> Path:
     lines = []
     for index in range(SIGNALS):
@@ -70,12 +79,7 @@ def test_a_marketer_sends_one_file_to_connect_and_attentive_and_sees_both_in_his
         connect_user_email=ULTIMATE_EMAIL,
     )
     make_app_key(account=account, key=APP_KEY, label="Shop", tier="ultimate")
-    attentive = AttentiveAccount.objects.create(
-        name="Shop journeys",
-        api_key=ATTENTIVE_KEY,
-        graphql_endpoint=f"{sandbox.url}/v1/graphql",
-        rate_limit=150,
-    )
+    attentive = shop_journeys(sandbox)
     make_user("mia", "marketer", send_live=True)
     upload = write_file(tmp_path)
 
@@ -135,12 +139,7 @@ def test_a_marketer_sends_a_file_of_custom_events_to_attentive(
     tmp_path: Path,
 ) -> None:
     workers.start()
-    attentive = AttentiveAccount.objects.create(
-        name="Shop journeys",
-        api_key=ATTENTIVE_KEY,
-        graphql_endpoint=f"{sandbox.url}/v1/graphql",
-        rate_limit=150,
-    )
+    attentive = shop_journeys(sandbox)
     make_user("mia", "marketer", send_live=True)
     upload = tmp_path / "shipments.ndjson"
     events = [
