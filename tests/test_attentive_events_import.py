@@ -174,6 +174,20 @@ def test_an_events_file_is_checked_by_attentives_rules_and_sent_as_written(
     history = browser.get(reverse("signals:history")).content.decode()
     assert "events.ndjson" in history and "custom events" in history
 
+    # The command line's last word on it (import_signals --import ID --wait) counts events.
+    from io import StringIO
+
+    from django.core.management import CommandError
+
+    from signals_app.management.commands.import_signals import Command
+
+    out = StringIO()
+    with pytest.raises(CommandError, match="not every event was accepted"):  # 2 rejected
+        Command(stdout=out, stderr=StringIO())._final(signal_import)
+    assert out.getvalue() == (
+        "completed: 4 events, 2 valid, 2 rejected, Attentive accepted 2, refused 0, unknown 0\n"
+    )
+
 
 def test_events_go_to_attentive_only_and_live_only(
     browser: Client,
@@ -255,7 +269,7 @@ def test_events_refused_whole_raise_an_alert_for_the_attentive_account(
 def test_an_events_csv_is_read_as_events_and_sent_with_its_columns_nested(
     browser: Client,
     target: AttentiveAccount,
-    sender: User,
+    sender: User,  # noqa: F811
     sandbox: Sandbox,  # noqa: F811
 ) -> None:
     csv_text = (
@@ -284,3 +298,18 @@ def test_an_events_csv_is_read_as_events_and_sent_with_its_columns_nested(
     assert event["external_event_id"] == OWN_ID
     assert event["user"] == {"email": "jane@example.com"}
     assert event["properties"] == {"orderId": "A-1", "total": "98.44"}  # CSV cells are text
+
+
+def test_a_send_of_events_without_an_account_is_refused_in_words(
+    browser: Client, target: AttentiveAccount, sender: User  # noqa: F811
+) -> None:
+    signal_import = checked(browser, target)
+    response = browser.post(
+        reverse("signals:import_send", args=[signal_import.public_id]),
+        {"destinations": "1", "attentive_account": "", "confirm_skip": "2"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "goes to an Attentive account only: choose one" in response.content.decode()
+    signal_import.refresh_from_db()
+    assert signal_import.attentive_account == target and not signal_import.batches.exists()

@@ -15,7 +15,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 
 from connectadmin.models import AttentiveAccount
-from connectadmin.ratelimit import MAX_GIVE_UPS, FileRateLimiter
+from connectadmin.ratelimit import MAX_GIVE_UPS, FileRateLimiter, RateLimitUnavailable
 from signals_app.attentive_client import event_id
 from signals_app.connect_client import Outcome
 from signals_app.models import (
@@ -535,3 +535,35 @@ def test_the_send_form_says_what_attentive_would_refuse_where_the_signal_has_it(
     html = client.get(url).content.decode()
     assert "As Attentive events, the first 2 of the 11 signals would meet:" in html
     assert "gift&#x27;s wrap" not in html  # signal 2 is the third valid one
+
+
+class _PauseOutOfReach(FileRateLimiter):
+    """The file limiter, whose store cannot be written when a 429 asks for a pause."""
+
+    def _pause(self, name: str, seconds: float) -> float:
+        if seconds > 0:
+            raise RateLimitUnavailable("the rate limit's store cannot be written")
+        return super()._pause(name, seconds)
+
+
+def test_a_429_whose_pause_cannot_be_set_stops_the_run_and_leaves_no_call_waiting(
+    setup: Path, sender: User, sandbox: Sandbox
+) -> None:
+    # Attentive answers 429 (it took nothing); the pause for every worker cannot be set:
+    # the call ends as not sent, the run stops sending, nothing waits forever.
+    sandbox.faults(scope="attentive", rate_http_429=1.0, retry_after=1)
+    signal_import = validated(setup, sender)
+    signal_import.attentive_account = account(sandbox)
+    calls = attentive_sending._Calls(signal_import, limiter=_PauseOutOfReach(setup / "limits"))
+    try:
+        futures = [
+            calls.submit({"type": "Order", "user": {"email": f"c{n}@example.com"}})
+            for n in range(3)
+        ]
+        results = [future.result(timeout=30) for future in futures]
+    finally:
+        calls.close()
+    assert results == [None, None, None]
+    assert isinstance(calls.broken, RateLimitUnavailable)
+    assert calls.stop.is_set()
+    assert received(sandbox) == []

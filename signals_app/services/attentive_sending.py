@@ -273,6 +273,7 @@ class _Calls:
         self.broken: RateLimitUnavailable | None = None
         self.budget = retry_budget()
         self.late_permits = 0  # permits given up because a thread came to them late
+        self.counter_lock = threading.Lock()
         self.local = threading.local()
         self.clients: list[AttentiveClient] = []
         self.clients_lock = threading.Lock()
@@ -302,32 +303,46 @@ class _Calls:
 
     def _dispatch(self) -> None:
         while (call := self.waiting.get()) is not None:
+            try:
+                self._hand_over(call)
+            except BaseException as exc:  # never leave the run waiting for this event
+                if not call.future.done():
+                    call.future.set_exception(exc)
+
+    def _hand_over(self, call: _Call) -> None:
+        """A free thread first, then the permit: the call then leaves at its moment."""
+        while not self.stop.is_set():
+            if self.free.acquire(timeout=_POLL_SECONDS):
+                break
+        else:
+            call.future.set_result(None)
+            return
+        submitted = False
+        try:
             if self.stop.is_set():
                 call.future.set_result(None)
-                continue
-            # A free thread first, then the permit: the call then leaves at its moment.
-            while not self.free.acquire(timeout=_POLL_SECONDS):
-                if self.stop.is_set():
-                    break
-            if self.stop.is_set():
-                self.free.release()
-                call.future.set_result(None)
-                continue
+                return
             try:
                 call.permit_at = self.limiter.permit(
                     self.api_key, self.limit, cancelled=self.stop.is_set
                 )
             except Cancelled:
-                self.free.release()
                 call.future.set_result(None)
-                continue
+                return
             except RateLimitUnavailable as exc:
-                self.broken = exc
-                self.stop.set()
-                self.free.release()
+                self._broken(exc)
                 call.future.set_result(None)
-                continue
+                return
             self.pool.submit(self._call, call)
+            submitted = True
+        finally:
+            if not submitted:
+                self.free.release()
+
+    def _broken(self, exc: RateLimitUnavailable) -> None:
+        """The rate limit's store is out of reach: no call may go without its permit."""
+        self.broken = exc
+        self.stop.set()
 
     def _client(self) -> AttentiveClient:
         client = getattr(self.local, "client", None)
@@ -340,20 +355,20 @@ class _Calls:
 
     def _call(self, call: _Call) -> None:
         """One attempt, its permit taken; a refusal for a passing reason goes back to the
-        permits after its backoff, while the retry budget lasts."""
-        from signals_app.services.sending import retry_delay
-
+        permits after its backoff, while the retry budget lasts. Every way out gives the
+        call its outcome, or hands it back to the permits' thread, which will."""
         try:
             client = self._client()
             # Up to the moment the request leaves: were the machine to keep it later than
             # that from its permit's moment, it would reach Attentive bunched with the
-            # next ones. It takes a new permit instead (a few times at most: on a machine
-            # that is never on time, it goes late rather than never).
+            # next ones. It takes a new permit instead (a few times at most per attempt:
+            # on a machine that is never on time, it goes late rather than never).
             send_by = call.permit_at + LATE_SECONDS if call.late < MAX_GIVE_UPS else None
             result = client.create_custom_event({}, body=call.body, send_by=send_by)
         except LeftTooLate:
             call.late += 1
-            self.late_permits += 1
+            with self.counter_lock:
+                self.late_permits += 1
             self.free.release()
             self.waiting.put(call)
             return
@@ -362,7 +377,22 @@ class _Calls:
             call.future.set_exception(exc)
             return
         self.free.release()
+        try:
+            self._after(call, result)
+        except RateLimitUnavailable as exc:
+            # A 429's pause could not be set: Attentive did not take the event, and no
+            # call may go on without the limit.
+            self._broken(exc)
+            call.future.set_result(None)
+        except BaseException as exc:
+            if not call.future.done():
+                call.future.set_exception(exc)
+
+    def _after(self, call: _Call, result: EventResult) -> None:
+        from signals_app.services.sending import retry_delay
+
         call.attempts += 1
+        call.late = 0  # each attempt may give up its permits again
         if result.outcome != Outcome.RETRYABLE:
             call.future.set_result(result)
             return

@@ -386,6 +386,8 @@ def _set_destinations(signal_import: SignalImport, destinations: Destinations) -
         raise ImportRefused(f"Attentive event types: {exc}") from None
     signal_import.send_to_connect = destinations.connect
     signal_import.attentive_account = destinations.attentive
+    # Before the row is saved: its constraint holds a file of events to an account.
+    _check_destinations(signal_import)
     signal_import.attentive_event_types = {
         key: value.strip() for key, value in destinations.event_types.items()
     }

@@ -92,7 +92,8 @@ class Command(BaseCommand):
         except (PermissionDenied, ImportRefused) as exc:
             self._refused(signal_import, user, str(exc) or "permission denied", confirm)
         self.stdout.write(
-            f"sending {signal_import.valid} signals in {signal_import.batches_total} batches"
+            f"sending {signal_import.valid} {_units(signal_import)} in "
+            f"{signal_import.batches_total} batches"
         )
         if not options["wait"]:
             self.stdout.write(f"enqueued; follow it with the import's page (id {signal_import.pk})")
@@ -226,11 +227,7 @@ class Command(BaseCommand):
         while True:
             signal_import.refresh_from_db()
             done = signal_import.batches.exclude(state__in=["pending", "in_flight"]).count()
-            line = (
-                f"batches {done}/{signal_import.batches_total}, "
-                f"accepted {signal_import.accepted}, failed {signal_import.failed}, "
-                f"unknown {signal_import.unknown}"
-            )
+            line = f"batches {done}/{signal_import.batches_total}, " + _counts(signal_import)
             if line != last:
                 self.stdout.write(line)
                 last = line
@@ -241,21 +238,46 @@ class Command(BaseCommand):
             time.sleep(options["poll"])
 
     def _final(self, signal_import: SignalImport) -> None:
+        units = _units(signal_import)
         self.stdout.write(
-            f"{signal_import.get_status_display().lower()}: {signal_import.signals} signals, "
+            f"{signal_import.get_status_display().lower()}: {signal_import.signals} {units}, "
             f"{signal_import.valid} valid, {signal_import.rejected} rejected, "
-            f"{signal_import.sent} sent, {signal_import.accepted} accepted, "
-            f"{signal_import.failed} failed, {signal_import.unknown} unknown"
+            + (f"{signal_import.sent} sent, " if signal_import.send_to_connect else "")
+            + _counts(signal_import)
         )
         if signal_import.error_message:
             self.stderr.write(signal_import.error_message)
         everything = (
             signal_import.status == ImportStatus.COMPLETED
             and signal_import.rejected == 0
-            and signal_import.accepted == signal_import.valid
+            and (not signal_import.send_to_connect or signal_import.accepted == signal_import.valid)
+            and (
+                signal_import.attentive_account_id is None
+                or signal_import.attentive_sent == signal_import.valid
+            )
         )
         if not everything:
-            raise CommandError("not every signal was accepted", returncode=EXIT_INCOMPLETE)
+            raise CommandError(f"not every {units[:-1]} was accepted", returncode=EXIT_INCOMPLETE)
 
     def _fail(self, message: str, code: int) -> NoReturn:
         raise CommandError(message, returncode=code)
+
+
+def _units(signal_import: SignalImport) -> str:
+    return "events" if signal_import.holds_events else "signals"
+
+
+def _counts(signal_import: SignalImport) -> str:
+    """What each destination took so far: Connect's signals, Attentive's events."""
+    said = []
+    if signal_import.send_to_connect:
+        said.append(
+            f"accepted {signal_import.accepted}, failed {signal_import.failed}, "
+            f"unknown {signal_import.unknown}"
+        )
+    if signal_import.attentive_account_id is not None:
+        said.append(
+            f"Attentive accepted {signal_import.attentive_sent}, refused "
+            f"{signal_import.attentive_failed}, unknown {signal_import.attentive_unknown}"
+        )
+    return "; ".join(said)
