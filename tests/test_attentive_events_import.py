@@ -301,7 +301,9 @@ def test_an_events_csv_is_read_as_events_and_sent_with_its_columns_nested(
 
 
 def test_a_send_of_events_without_an_account_is_refused_in_words(
-    browser: Client, target: AttentiveAccount, sender: User  # noqa: F811
+    browser: Client,
+    target: AttentiveAccount,
+    sender: User,  # noqa: F811
 ) -> None:
     signal_import = checked(browser, target)
     response = browser.post(
