@@ -130,6 +130,9 @@ class AttentiveClient(GraphQLClient):
         return classify(response)
 
     def _check_send_by(self, request: httpx.Request) -> None:
+        # httpx calls it before taking a connection: a request that opens one (a thread's
+        # first, or after Attentive closed the kept-alive one) meets the handshake after
+        # this check, a round trip or two more on the internet (none on loopback).
         if self._send_by is not None and time.monotonic() > self._send_by:
             raise LeftTooLate(f"ready {time.monotonic() - self._send_by:.3f} s after its moment")
 

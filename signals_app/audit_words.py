@@ -35,6 +35,8 @@ def _fix(key: str) -> str:
 def _uploaded(d: Mapping[str, Any]) -> str:
     size = f" ({human_size(int(d['size_bytes']))})" if d.get("size_bytes") else ""
     key = f" for app key {d['app_key']}" if d.get("app_key") else ""
+    if d.get("attentive_account"):
+        key = f" of custom events for the Attentive account “{d['attentive_account']}”"
     return f"Uploaded {d.get('original_name', 'the file')}{size}{key}, to send {_mode(d)}."
 
 

@@ -269,15 +269,19 @@ def _progress(signal_import: SignalImport) -> Progress | None:
         total, stored = signal_import.rows_to_store, signal_import.rows_stored
         fraction = stored / total if total else 1.0
         facts = [
-            ("Signals read", f"{signal_import.signals:,}"),
+            (
+                "Events read" if signal_import.holds_events else "Signals read",
+                f"{signal_import.signals:,}",
+            ),
             ("Rows stored", f"{stored:,} of {total:,}"),
         ]
         return Progress("storing", int(fraction * 100), facts, None)
     if signal_import.status in (ImportStatus.UPLOADED, ImportStatus.VALIDATING):
         fraction, rate, left = _reading(signal_import, signal_import.validation_started_at)
+        units = "events" if signal_import.holds_events else "signals"
         facts = [
-            ("Signals read", f"{signal_import.signals:,}"),
-            ("Rate", f"{rate:,.0f} signals/s" if rate else "starting…"),
+            (f"{units.capitalize()} read", f"{signal_import.signals:,}"),
+            ("Rate", f"{rate:,.0f} {units}/s" if rate else "starting…"),
             # Not "rejected so far": the parts read in parallel tell it only at their end.
         ]
         if signal_import.status == ImportStatus.UPLOADED:
@@ -384,9 +388,7 @@ def import_detail(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
         or sees_all_imports(request.user),
         # Said in place of the send and promote forms, which the service would refuse.
         "key_refusal": upload.app_key_refusal(signal_import.app_key),
-        # What the file's records are called on the page.
-        "unit": "event" if signal_import.holds_events else "signal",
-        "units": "events" if signal_import.holds_events else "signals",
+        **_unit_words(signal_import),
     }
     template_name = "signals/import_detail.html"
     if target == "progress":
@@ -394,9 +396,9 @@ def import_detail(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
 
     if signal_import.status not in NOT_PREVIEWABLE:
         context.update(_preview_context(request, signal_import))
-        context.update(_destinations_context(signal_import))
         if target == "rejected":
             return TemplateResponse(request, template_name + "#rejected", context)
+        context.update(_destinations_context(signal_import))
 
     context.update(_ledger_context(request, signal_import))
     context.update(
@@ -513,6 +515,13 @@ def _preview_context(request: HtmxHttpRequest, signal_import: SignalImport) -> d
     }
 
 
+def _unit_words(signal_import: SignalImport) -> dict[str, str]:
+    """What the file's records are called on a page: events (a file of Attentive custom
+    events) or signals."""
+    unit = "event" if signal_import.holds_events else "signal"
+    return {"unit": unit, "units": unit + "s"}
+
+
 def _destinations_context(signal_import: SignalImport) -> dict[str, Any]:
     """What the send form offers beyond Connect: the Attentive accounts, the event name of
     each signal type (editable), and the import's first valid signal as Attentive would
@@ -586,7 +595,8 @@ def import_send(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
             )
             if chosen
         )
-        messages.success(request, f"Sending {sent.valid:,} signals {mode} to {where}.")
+        units = "events" if sent.holds_events else "signals"
+        messages.success(request, f"Sending {sent.valid:,} {units} {mode} to {where}.")
     return redirect(_detail_url(signal_import))
 
 
@@ -705,6 +715,7 @@ def batch_resend(request: HtmxHttpRequest, public_id: UUID, number: int) -> Http
             "reason": reason,
             "problem": problem,
             "vendor": vendor,
+            **_unit_words(signal_import),
         }
         return TemplateResponse(
             request, "signals/batch_resend.html", context, status=400 if problem else 200

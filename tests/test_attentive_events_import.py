@@ -171,6 +171,7 @@ def test_an_events_file_is_checked_by_attentives_rules_and_sent_as_written(
     html = page.content.decode()
     assert "Attentive accepted 2 events (2 rejected events skipped)." in html
     assert "Started sending 2 events live to the Attentive account “Shop”" in html
+    assert "of custom events for the Attentive account “Shop”, to send live." in html
     history = browser.get(reverse("signals:history")).content.decode()
     assert "events.ndjson" in history and "custom events" in history
 

@@ -183,7 +183,11 @@ def preview_events(
     rejected = Rejections.of(source)
     as_event = _event_maker(signal_import, types)
     preview = EventsPreview()
-    limit = limit or SCAN_SIGNALS
+    # No further than the last valid signal it needs (a file with few valid signals is
+    # not read to its end on every view of the page).
+    limit = min(limit or SCAN_SIGNALS, source.valid)
+    if limit <= 0:
+        return preview
     keys, now = KeyLimit(), time.time()
     problems: dict[tuple[str, str, str], EventProblem] = {}
     try:
