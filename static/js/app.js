@@ -22,6 +22,21 @@
     }
   });
 
+  // The upload form asks for the app key of a file of signals, or the Attentive account
+  // of a file of events (CSS shows the chosen kind's fields): only those are required.
+  function syncKind(form) {
+    var chosen = form.querySelector("input[name=kind]:checked");
+    if (!chosen) return;
+    var events = chosen.value === "events";
+    form.querySelectorAll(".for-signals select").forEach(function (el) { el.required = !events; });
+    form.querySelectorAll(".for-events select").forEach(function (el) { el.required = events; });
+  }
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (input instanceof HTMLInputElement && input.name === "kind" && input.form) syncKind(input.form);
+  });
+  document.querySelectorAll("form").forEach(syncKind);
+
   // Refuse a file over the cap before it is sent: kinder than a reset connection.
   function tooLarge(form) {
     var max = Number(form.dataset.maxBytes || 0);

@@ -158,8 +158,11 @@ def test_a_marketer_sends_a_file_of_custom_events_to_attentive(
 
     page.goto("/imports/new")
     page.check("input[name=kind][value=events]")
-    # The app key and test/live choices are for signals: hidden for events.
+    # The app key and test/live choices are for signals: hidden for events, and what the
+    # form asks for first is the account.
     assert not page.get_by_label("Application key").is_visible()
+    page.locator("main").get_by_role("button", name=re.compile("Upload")).click()
+    assert page.evaluate("document.activeElement.name") == "attentive_account"
     page.get_by_label("Attentive account").select_option(value=str(attentive.pk))
     page.locator("input[type=file]").set_input_files(str(upload))
     page.locator("main").get_by_role("button", name=re.compile("Upload")).click()
