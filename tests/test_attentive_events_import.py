@@ -186,7 +186,7 @@ def test_an_events_file_is_checked_by_attentives_rules_and_sent_as_written(
     with pytest.raises(CommandError, match="not every event was accepted"):  # 2 rejected
         Command(stdout=out, stderr=StringIO())._final(signal_import)
     assert out.getvalue() == (
-        "completed: 4 events, 2 valid, 2 rejected, Attentive accepted 2, refused 0, unknown 0\n"
+        "completed: 4 events, 2 valid, 2 rejected; Attentive: 2 accepted, 0 refused, 0 unknown\n"
     )
 
 

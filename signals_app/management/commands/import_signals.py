@@ -241,9 +241,8 @@ class Command(BaseCommand):
         units = _units(signal_import)
         self.stdout.write(
             f"{signal_import.get_status_display().lower()}: {signal_import.signals} {units}, "
-            f"{signal_import.valid} valid, {signal_import.rejected} rejected, "
-            + (f"{signal_import.sent} sent, " if signal_import.send_to_connect else "")
-            + _counts(signal_import)
+            f"{signal_import.valid} valid, {signal_import.rejected} rejected"
+            + _final_counts(signal_import)
         )
         if signal_import.error_message:
             self.stderr.write(signal_import.error_message)
@@ -281,3 +280,19 @@ def _counts(signal_import: SignalImport) -> str:
             f"{signal_import.attentive_failed}, unknown {signal_import.attentive_unknown}"
         )
     return "; ".join(said)
+
+
+def _final_counts(signal_import: SignalImport) -> str:
+    """The last line's figures: Connect's as they always read, then Attentive's."""
+    said = ""
+    if signal_import.send_to_connect:
+        said += (
+            f", {signal_import.sent} sent, {signal_import.accepted} accepted, "
+            f"{signal_import.failed} failed, {signal_import.unknown} unknown"
+        )
+    if signal_import.attentive_account_id is not None:
+        said += (
+            f"; Attentive: {signal_import.attentive_sent} accepted, "
+            f"{signal_import.attentive_failed} refused, {signal_import.attentive_unknown} unknown"
+        )
+    return said
