@@ -87,24 +87,14 @@ class AttentiveClient(GraphQLClient):
     """One client per sender thread, so its calls reuse one keep-alive connection. Not
     shared between threads."""
 
-    def __init__(
-        self,
-        *,
-        endpoint: str,
-        api_key: str,
-        timeouts: Timeouts | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            endpoint=endpoint,
-            headers={"Authorization": f"Bearer {api_key}"},
-            # One event is small and quick to store: 30 s without an answer is long enough
-            # to call its outcome unknown.
-            timeouts=timeouts or Timeouts(read=30.0),
-            transport=transport,
-            before_sending=self._check_send_by,
-        )
-        self._send_by: float | None = None
+    # One event is small and quick to store: 30 s without an answer is long enough to
+    # call its outcome unknown.
+    DEFAULT_TIMEOUTS = Timeouts(read=30.0)
+    _send_by: float | None = None  # of the call being made (create_custom_event)
+
+    @staticmethod
+    def key_headers(api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
 
     @staticmethod
     def body(event: dict[str, Any]) -> bytes:
@@ -129,7 +119,7 @@ class AttentiveClient(GraphQLClient):
             return EventResult(response.outcome, error=response.error)
         return classify(response)
 
-    def _check_send_by(self, request: httpx.Request) -> None:
+    def _before_sending(self, request: httpx.Request) -> None:
         # httpx calls it before taking a connection: a request that opens one (a thread's
         # first, or after Attentive closed the kept-alive one) meets the handshake after
         # this check, a round trip or two more on the internet (none on loopback).

@@ -18,7 +18,6 @@ from __future__ import annotations
 import email.utils
 import enum
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from types import TracebackType
@@ -79,30 +78,38 @@ class NoAnswer:
 
 
 class GraphQLClient:
-    """One kept-alive httpx client posting GraphQL mutations to one endpoint (Connect's,
-    Attentive's): `post` gives the answer, or the verdict of a call that got none."""
+    """One kept-alive httpx client posting GraphQL mutations to one endpoint with one API
+    key (Connect's, Attentive's): `post` gives the answer, or the verdict of a call that got
+    none. A vendor's client says how its key is sent (`key_headers`) and how long a call
+    may take (`DEFAULT_TIMEOUTS`)."""
+
+    DEFAULT_TIMEOUTS: Timeouts = Timeouts()
 
     def __init__(
         self,
         *,
         endpoint: str,
-        headers: dict[str, str],
-        timeouts: Timeouts,
+        api_key: str,
+        timeouts: Timeouts | None = None,
         transport: httpx.BaseTransport | None = None,
-        before_sending: Callable[[httpx.Request], None] | None = None,
     ) -> None:
-        """`before_sending` is called with each request just before it leaves (after it
-        is built, before the connection is taken); an exception it raises leaves `post`
-        as it is, nothing sent."""
         self.endpoint = endpoint
         self._http = httpx.Client(
-            headers={**headers, "Content-Type": "application/json"},
-            timeout=timeouts.as_httpx(),
+            headers={**self.key_headers(api_key), "Content-Type": "application/json"},
+            timeout=(timeouts or self.DEFAULT_TIMEOUTS).as_httpx(),
             transport=transport,
             # A redirect would resend the body somewhere else: treat it as a refusal.
             follow_redirects=False,
-            event_hooks={"request": [before_sending]} if before_sending else None,
+            event_hooks={"request": [self._before_sending]},
         )
+
+    @staticmethod
+    def key_headers(api_key: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _before_sending(self, request: httpx.Request) -> None:
+        """Called with each request just before it leaves (built, before the connection is
+        taken); an exception raised here leaves `post` as it is, nothing sent."""
 
     def __enter__(self) -> Self:
         return self
@@ -139,20 +146,9 @@ class GraphQLClient:
 class ConnectClient(GraphQLClient):
     """One client per send run, so batches reuse a keep-alive connection."""
 
-    def __init__(
-        self,
-        *,
-        endpoint: str,
-        api_key: str,
-        timeouts: Timeouts | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            endpoint=endpoint,
-            headers={"x-api-key": api_key},
-            timeouts=timeouts or Timeouts(),
-            transport=transport,
-        )
+    @staticmethod
+    def key_headers(api_key: str) -> dict[str, str]:
+        return {"x-api-key": api_key}
 
     @staticmethod
     def body(signals: list[dict[str, Any]]) -> bytes:

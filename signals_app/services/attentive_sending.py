@@ -40,12 +40,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from connectadmin import files
 from connectadmin.ratelimit import (
     LATE_SECONDS,
     MAX_GIVE_UPS,
@@ -58,12 +56,12 @@ from signals_app.attentive_client import AttentiveClient, EventResult, LeftTooLa
 from signals_app.connect_client import Outcome
 from signals_app.models import BatchState, ImportBatch, ImportStatus, SignalImport
 from signals_app.services.attentive_events import event_types, map_signal, source_path
-from signals_app.services.rejections import Rejections
-from signals_app.services.upload import import_file_name
+from signals_app.services.downloads import iter_valid_records
+from signals_app.services.records import record_value
 from signals_app.validation.attentive import KeyLimit, check_event
 from signals_app.validation.engine import unwrap
 from signals_app.validation.findings import ERROR
-from signals_app.validation.readers import UnreadableFile, open_signal_file
+from signals_app.validation.readers import UnreadableFile
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +92,17 @@ def iter_events(
 ) -> Generator[tuple[int, dict[str, Any]], None, None]:
     """(signal index, createCustomEvent input) of each valid signal from `from_signal`, in
     file order, streaming; the externalEventId included."""
-    source = signal_import.validation_source
-    rejected = Rejections.of(source)
     as_event = _event_maker(signal_import)
     public_id = signal_import.public_id
     account_id = signal_import.attentive_account_id
     assert account_id is not None
-    with (
-        files.local_path(files.imports(), import_file_name(source)) as path,
-        open_signal_file(
-            path,
-            max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
-            destination=source.destination,
-        ) as f,
-    ):
-        for record in f:
-            if record.index < from_signal or record.index in rejected:
-                continue
-            value = orjson.loads(record.raw) if record.raw is not None else record.value
-            event = as_event(value)
-            if not event.get("externalEventId"):
-                event["externalEventId"] = event_id(public_id, record.index, account_id)
-            yield record.index, event
+    for record in iter_valid_records(signal_import):
+        if record.index < from_signal:
+            continue
+        event = as_event(record_value(record))
+        if not event.get("externalEventId"):
+            event["externalEventId"] = event_id(public_id, record.index, account_id)
+        yield record.index, event
 
 
 # The fields of a createCustomEvent input, as a file of events may hold them.
@@ -180,7 +167,6 @@ def preview_events(
     of events, its first event only: its validation checked them all. An unreadable file
     gives an empty preview."""
     source = signal_import.validation_source
-    rejected = Rejections.of(source)
     as_event = _event_maker(signal_import, types)
     preview = EventsPreview()
     # No further than the last valid signal it needs (a file with few valid signals is
@@ -190,41 +176,34 @@ def preview_events(
         return preview
     keys, now = KeyLimit(), time.time()
     problems: dict[tuple[str, str, str], EventProblem] = {}
+    records = iter_valid_records(signal_import)
     try:
-        with (
-            files.local_path(files.imports(), import_file_name(source)) as path,
-            open_signal_file(
-                path,
-                max_inflated_bytes=settings.SIGNALS_GZIP_MAX_INFLATED_BYTES,
-                destination=source.destination,
-            ) as signal_file,
-        ):
-            for record in signal_file:
-                if record.index in rejected:
-                    continue
-                value = orjson.loads(record.raw) if record.raw is not None else record.value
-                event = as_event(value)
-                if preview.sample is None:
-                    preview.sample = event
-                    if source.holds_events:
-                        break
-                preview.scanned += 1
-                envelope = unwrap(value)[0]
-                issues = check_event(event, keys=keys, now=now).issues
-                preview.refused += any(issue.severity == ERROR for issue in issues)
-                for issue in issues:
-                    at = _INDEX.sub("[]", source_path(issue.path, envelope))
-                    key = (str(issue.severity), at, str(issue.code))
-                    problem = problems.get(key)
-                    if problem is None:
-                        problem = problems[key] = EventProblem(
-                            *key, issue.message, first_signal=record.index
-                        )
-                    problem.signals += 1
-                if preview.scanned >= limit:
+        for record in records:
+            value = record_value(record)
+            event = as_event(value)
+            if preview.sample is None:
+                preview.sample = event
+                if source.holds_events:
                     break
+            preview.scanned += 1
+            envelope = unwrap(value)[0]
+            issues = check_event(event, keys=keys, now=now).issues
+            preview.refused += any(issue.severity == ERROR for issue in issues)
+            for issue in issues:
+                at = _INDEX.sub("[]", source_path(issue.path, envelope))
+                key = (str(issue.severity), at, str(issue.code))
+                problem = problems.get(key)
+                if problem is None:
+                    problem = problems[key] = EventProblem(
+                        *key, issue.message, first_signal=record.index
+                    )
+                problem.signals += 1
+            if preview.scanned >= limit:
+                break
     except (OSError, ValueError, UnreadableFile):
         return EventsPreview()
+    finally:
+        records.close()  # the file, when the loop stopped before its end
     preview.problems = sorted(
         problems.values(), key=lambda p: (p.severity != ERROR, -p.signals, p.path)
     )

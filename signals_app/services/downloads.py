@@ -5,7 +5,7 @@ reads."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from django.conf import settings
 
@@ -71,7 +71,7 @@ def error_report_csv(signal_import: SignalImport) -> Iterator[str]:
         )
 
 
-def iter_valid_records(signal_import: SignalImport) -> Iterator[Record]:
+def iter_valid_records(signal_import: SignalImport) -> Generator[Record, None, None]:
     """The records of the valid signals, in file order, as the reader gives them.
 
     The rejected set is held in memory: a byte per signal of the file.
