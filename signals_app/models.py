@@ -180,6 +180,11 @@ class SignalImport(models.Model):
         return self.kind == ImportKind.EVENTS
 
     @property
+    def unit(self) -> str:
+        """What its records are called: "event" (Attentive custom events) or "signal"."""
+        return "event" if self.holds_events else "signal"
+
+    @property
     def destination(self) -> str:
         """The rules its file is read by: "connect" (signals) or "attentive" (events)."""
         return "attentive" if self.holds_events else "connect"

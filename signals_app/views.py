@@ -270,7 +270,7 @@ def _progress(signal_import: SignalImport) -> Progress | None:
         fraction = stored / total if total else 1.0
         facts = [
             (
-                "Events read" if signal_import.holds_events else "Signals read",
+                f"{signal_import.unit.capitalize()}s read",
                 f"{signal_import.signals:,}",
             ),
             ("Rows stored", f"{stored:,} of {total:,}"),
@@ -278,7 +278,7 @@ def _progress(signal_import: SignalImport) -> Progress | None:
         return Progress("storing", int(fraction * 100), facts, None)
     if signal_import.status in (ImportStatus.UPLOADED, ImportStatus.VALIDATING):
         fraction, rate, left = _reading(signal_import, signal_import.validation_started_at)
-        units = "events" if signal_import.holds_events else "signals"
+        units = signal_import.unit + "s"
         facts = [
             (f"{units.capitalize()} read", f"{signal_import.signals:,}"),
             ("Rate", f"{rate:,.0f} {units}/s" if rate else "starting…"),
@@ -518,8 +518,7 @@ def _preview_context(request: HtmxHttpRequest, signal_import: SignalImport) -> d
 def _unit_words(signal_import: SignalImport) -> dict[str, str]:
     """What the file's records are called on a page: events (a file of Attentive custom
     events) or signals."""
-    unit = "event" if signal_import.holds_events else "signal"
-    return {"unit": unit, "units": unit + "s"}
+    return {"unit": signal_import.unit, "units": signal_import.unit + "s"}
 
 
 def _destinations_context(signal_import: SignalImport) -> dict[str, Any]:
@@ -595,8 +594,7 @@ def import_send(request: HtmxHttpRequest, public_id: UUID) -> HttpResponse:
             )
             if chosen
         )
-        units = "events" if sent.holds_events else "signals"
-        messages.success(request, f"Sending {sent.valid:,} {units} {mode} to {where}.")
+        messages.success(request, f"Sending {sent.valid:,} {sent.unit}s {mode} to {where}.")
     return redirect(_detail_url(signal_import))
 
 

@@ -92,7 +92,7 @@ class Command(BaseCommand):
         except (PermissionDenied, ImportRefused) as exc:
             self._refused(signal_import, user, str(exc) or "permission denied", confirm)
         self.stdout.write(
-            f"sending {signal_import.valid} {_units(signal_import)} in "
+            f"sending {signal_import.valid} {signal_import.unit + 's'} in "
             f"{signal_import.batches_total} batches"
         )
         if not options["wait"]:
@@ -238,7 +238,7 @@ class Command(BaseCommand):
             time.sleep(options["poll"])
 
     def _final(self, signal_import: SignalImport) -> None:
-        units = _units(signal_import)
+        units = signal_import.unit + "s"
         self.stdout.write(
             f"{signal_import.get_status_display().lower()}: {signal_import.signals} {units}, "
             f"{signal_import.valid} valid, {signal_import.rejected} rejected"
@@ -256,14 +256,12 @@ class Command(BaseCommand):
             )
         )
         if not everything:
-            raise CommandError(f"not every {units[:-1]} was accepted", returncode=EXIT_INCOMPLETE)
+            raise CommandError(
+                f"not every {signal_import.unit} was accepted", returncode=EXIT_INCOMPLETE
+            )
 
     def _fail(self, message: str, code: int) -> NoReturn:
         raise CommandError(message, returncode=code)
-
-
-def _units(signal_import: SignalImport) -> str:
-    return "events" if signal_import.holds_events else "signals"
 
 
 def _counts(signal_import: SignalImport) -> str:
